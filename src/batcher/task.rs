@@ -1,0 +1,237 @@
+//! The batcher actor: owns the queue, forms batches when a session is idle, dispatches.
+
+use super::queue::{DropReason, Policy, Queue};
+use super::{BatchError, Embedded, Entry, Reply};
+use crate::admission::{Admission, AdmitError};
+use crate::config::BatchingConfig;
+use crate::engine::{Batch, EngineError, TokenIds};
+use crate::executor::{Executor, Job, Slot};
+use crate::metrics::Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why inputs could not be queued.
+pub type SubmitError = AdmitError;
+
+/// A cheap, clonable handle for submitting inputs to the batcher.
+///
+/// The batcher runs until every handle is dropped and its queue is empty: dropping the last
+/// handle is the "all done" signal of a graceful shutdown.
+#[derive(Clone)]
+pub struct BatcherHandle {
+    /// Unbounded only in type: [`Admission`] caps what may be in it.
+    tx: mpsc::UnboundedSender<Entry>,
+    admission: Admission,
+}
+
+impl BatcherHandle {
+    /// Queues every input of one request, or none of them when the queue is full.
+    pub fn submit(
+        &self,
+        rows: Vec<TokenIds>,
+        deadline: Instant,
+    ) -> Result<Vec<oneshot::Receiver<Reply>>, SubmitError> {
+        let mut permit = self.admission.try_admit(rows.len())?;
+        let now = Instant::now();
+        let mut receivers = Vec::with_capacity(rows.len());
+        for tokens in rows {
+            let (reply, rx) = oneshot::channel();
+            let share = permit.split(1).expect("one permit per input was acquired");
+            let entry = Entry {
+                tokens,
+                enqueued_at: now,
+                deadline,
+                reply,
+                permit: share,
+            };
+            self.tx.send(entry).map_err(|_| AdmitError::Closed)?;
+            receivers.push(rx);
+        }
+        Ok(receivers)
+    }
+}
+
+/// Starts the batcher task on `tracker`. After `stop` it accepts no new inputs, batches
+/// what is queued, and ends.
+pub fn spawn(
+    config: &BatchingConfig,
+    executor: Arc<Executor>,
+    metrics: Arc<Metrics>,
+    tracker: &TaskTracker,
+    stop: CancellationToken,
+) -> BatcherHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let admission = Admission::new(config.queue_capacity, metrics.clone());
+    let batcher = Batcher {
+        policy: Policy {
+            max_batch_size: config.max_batch_size,
+            max_batch_tokens: config.max_batch_tokens,
+            length_aware: config.length_aware,
+        },
+        max_wait: config.max_wait,
+        executor,
+        metrics,
+        admission: admission.clone(),
+    };
+    tracker.spawn(batcher.run(rx, stop));
+    BatcherHandle { tx, admission }
+}
+
+struct Batcher {
+    policy: Policy,
+    max_wait: Duration,
+    executor: Arc<Executor>,
+    metrics: Arc<Metrics>,
+    admission: Admission,
+}
+
+impl Batcher {
+    async fn run(self, mut rx: mpsc::UnboundedReceiver<Entry>, stop: CancellationToken) {
+        let mut queue: Queue<Entry> = Queue::default();
+        let mut slot: Option<Slot> = None;
+        let mut open = true;
+        loop {
+            let now = Instant::now();
+            self.drop_dead(&mut queue, now);
+            if queue.is_empty() && !open {
+                break;
+            }
+            if slot.is_some() && self.ready(&queue, now, open) {
+                let entries = queue.take_batch(&self.policy);
+                self.dispatch(slot.take().expect("checked above"), entries);
+                continue;
+            }
+            let wake = self.next_wake(&queue, slot.is_some());
+            tokio::select! {
+                // New work: take everything already sent, so one wake sees a whole burst.
+                entry = rx.recv(), if open => match entry {
+                    Some(e) => {
+                        queue.push(e);
+                        while let Ok(e) = rx.try_recv() {
+                            queue.push(e);
+                        }
+                    }
+                    None => open = false,
+                },
+                // An idle session: reserved before the batch is formed, so batches wait
+                // for the engine instead of piling up, and the queue keeps inputs where
+                // length-aware grouping can still see them.
+                s = self.executor.reserve(), if slot.is_none() => slot = Some(s),
+                // Shutdown: refuse new inputs; what was sent is still received, then None.
+                () = stop.cancelled(), if open && !rx.is_closed() => rx.close(),
+                // The oldest input has waited max_wait, or a deadline is due.
+                () = sleep_until(wake), if wake.is_some() => {}
+            }
+        }
+    }
+
+    /// Whether to form a batch now rather than wait for company.
+    fn ready(&self, queue: &Queue<Entry>, now: Instant, open: bool) -> bool {
+        let Some(oldest) = queue.oldest() else {
+            return false;
+        };
+        !open
+            || self.max_wait.is_zero()
+            || oldest + self.max_wait <= now
+            || queue.is_full(&self.policy)
+    }
+
+    fn next_wake(&self, queue: &Queue<Entry>, have_slot: bool) -> Option<Instant> {
+        let wait_done = queue
+            .oldest()
+            .filter(|_| have_slot && !self.max_wait.is_zero())
+            .map(|t| t + self.max_wait);
+        [wait_done, queue.earliest_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Answers expired entries and forgets cancelled ones: neither reaches the engine.
+    fn drop_dead(&self, queue: &mut Queue<Entry>, now: Instant) {
+        let dropped = queue.prune(now);
+        if dropped.is_empty() {
+            return;
+        }
+        for (entry, reason) in dropped {
+            if reason == DropReason::Expired {
+                let _ = entry.reply.send(Err(BatchError::Expired));
+            }
+        }
+        self.admission.report_depth();
+    }
+
+    fn dispatch(&self, slot: Slot, entries: Vec<Entry>) {
+        let now = Instant::now();
+        let mut rows = Vec::with_capacity(entries.len());
+        let mut waiters = Vec::with_capacity(entries.len());
+        for e in entries {
+            let wait = now - e.enqueued_at;
+            self.metrics.queue_wait.observe(wait.as_secs_f64());
+            rows.push(e.tokens);
+            waiters.push((e.reply, wait));
+            // e.permit drops here: the input has left the queue.
+        }
+        self.admission.report_depth();
+        let batch = Batch { rows };
+        let padded = batch.padded_tokens();
+        self.metrics.batch_size.observe(batch.rows.len() as f64);
+        self.metrics.batch_tokens.observe(padded as f64);
+        let waste = 1.0 - batch.real_tokens() as f64 / padded.max(1) as f64;
+        self.metrics.padding_ratio.observe(waste);
+        let done = Box::new(move |result, elapsed| fan_out(waiters, result, elapsed));
+        self.executor.dispatch(slot, Job::new(batch, done));
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends each row's vector to the input it came from, or the batch's error to all of them.
+fn fan_out(
+    waiters: Vec<(oneshot::Sender<Reply>, Duration)>,
+    result: Result<Vec<Vec<f32>>, EngineError>,
+    inference: Duration,
+) {
+    let batch_size = waiters.len();
+    let result = result.and_then(|v| {
+        if v.len() == batch_size {
+            Ok(v)
+        } else {
+            Err(EngineError::inference(format!(
+                "engine returned {} rows for a batch of {batch_size}",
+                v.len()
+            )))
+        }
+    });
+    match result {
+        Ok(vectors) => {
+            for ((reply, queue_wait), vector) in waiters.into_iter().zip(vectors) {
+                // A closed receiver means the client left mid-inference; nothing to do.
+                let _ = reply.send(Ok(Embedded {
+                    vector,
+                    queue_wait,
+                    inference,
+                    batch_size,
+                }));
+            }
+        }
+        Err(e) => {
+            for (reply, _) in waiters {
+                let _ = reply.send(Err(BatchError::Engine(e.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "task_tests.rs"]
+mod tests;

@@ -1,0 +1,195 @@
+//! The batcher actor with a fake engine and paused time.
+
+use super::*;
+use crate::config::{ExecutorConfig, Strategy};
+use crate::engine::{Engine, EngineFactory};
+use std::sync::{Condvar, Mutex};
+
+/// Returns [row length, first id] per row; panics on a row starting with 999; blocks on
+/// the gate (if any) while it is closed.
+struct Fake {
+    seen: Arc<Mutex<Vec<u32>>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Engine for Fake {
+    fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
+        let (lock, cv) = &*self.gate;
+        drop(cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap());
+        self.seen
+            .lock()
+            .unwrap()
+            .extend(batch.rows.iter().map(|r| r[0]));
+        if batch.rows.iter().any(|r| r[0] == 999) {
+            panic!("injected fault");
+        }
+        Ok(batch
+            .rows
+            .iter()
+            .map(|r| vec![r.len() as f32, r[0] as f32])
+            .collect())
+    }
+}
+
+struct Rig {
+    handle: BatcherHandle,
+    seen: Arc<Mutex<Vec<u32>>>,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+    metrics: Arc<Metrics>,
+}
+
+impl Rig {
+    fn new(strategy: Strategy, batching: &str) -> Rig {
+        let config = crate::Config::parse(batching).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new((Mutex::new(true), Condvar::new()));
+        let (s, g) = (seen.clone(), gate.clone());
+        let factory: EngineFactory = Arc::new(move || {
+            Ok(Box::new(Fake {
+                seen: s.clone(),
+                gate: g.clone(),
+            }) as Box<dyn Engine>)
+        });
+        let metrics = Arc::new(Metrics::new(strategy.as_str(), "fake"));
+        let exec = ExecutorConfig {
+            strategy,
+            sessions: 1,
+            ..config.executor.clone()
+        };
+        let executor = Arc::new(Executor::start(&exec, factory, metrics.clone()).unwrap());
+        let handle = spawn(
+            &config.batching,
+            executor,
+            metrics.clone(),
+            &TaskTracker::new(),
+            CancellationToken::new(),
+        );
+        Rig {
+            handle,
+            seen,
+            gate,
+            metrics,
+        }
+    }
+
+    fn submit(&self, first_ids: &[u32], ttl: Duration) -> Vec<oneshot::Receiver<Reply>> {
+        let rows = first_ids.iter().map(|&id| vec![id, 7, 7]).collect();
+        self.handle.submit(rows, Instant::now() + ttl).unwrap()
+    }
+
+    fn set_gate(&self, open: bool) {
+        *self.gate.0.lock().unwrap() = open;
+        self.gate.1.notify_all();
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_input_waits_for_company_up_to_max_wait() {
+    let rig = Rig::new(Strategy::Inline, "[batching]\nmax_wait_ms = 10\n");
+    let mut first = rig.submit(&[1], LONG);
+    let early = tokio::time::timeout(Duration::from_millis(9), &mut first[0]).await;
+    assert!(early.is_err(), "dispatched before max_wait");
+    let second = rig.submit(&[2], LONG);
+    let a = first.remove(0).await.unwrap().unwrap();
+    let b = second.into_iter().next().unwrap().await.unwrap().unwrap();
+    assert_eq!((a.batch_size, b.batch_size), (2, 2));
+    assert_eq!(
+        (a.vector[1], b.vector[1]),
+        (1.0, 2.0),
+        "rows came back to the wrong input"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn continuous_batching_dispatches_without_waiting() {
+    let rig = Rig::new(Strategy::Inline, "[batching]\nmax_wait_ms = 0\n");
+    let start = Instant::now();
+    let reply = rig.submit(&[5], LONG).remove(0).await.unwrap().unwrap();
+    assert_eq!(reply.batch_size, 1);
+    assert_eq!(Instant::now(), start, "no simulated time may pass");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_does_not_wait() {
+    let rig = Rig::new(
+        Strategy::Inline,
+        "[batching]\nmax_wait_ms = 1000\nmax_batch_size = 3\n",
+    );
+    let start = Instant::now();
+    let replies = rig.submit(&[1, 2, 3], LONG);
+    for (i, r) in replies.into_iter().enumerate() {
+        let r = r.await.unwrap().unwrap();
+        assert_eq!(r.batch_size, 3);
+        assert_eq!(
+            r.vector[1],
+            (i + 1) as f32,
+            "inputs must come back in order"
+        );
+    }
+    assert_eq!(Instant::now(), start);
+}
+
+// Real time: with paused time, tokio would jump the clock past every deadline while the
+// worker thread (which tokio cannot see) is busy.
+#[tokio::test]
+async fn expired_and_cancelled_inputs_never_reach_the_engine() {
+    let rig = Rig::new(Strategy::Workers, "");
+    rig.set_gate(false);
+    let busy = rig.submit(&[1], LONG);
+    // Let the batcher hand input 1 to the (blocked) worker.
+    while rig.metrics.inflight_batches.get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let expiring = rig.submit(&[2], Duration::from_millis(20));
+    let cancelled = rig.submit(&[3], LONG);
+    drop(cancelled);
+    let kept = rig.submit(&[4], LONG);
+    let expired = expiring.into_iter().next().unwrap().await.unwrap();
+    assert!(matches!(expired, Err(BatchError::Expired)), "{expired:?}");
+    rig.set_gate(true);
+    for r in busy.into_iter().chain(kept) {
+        r.await.unwrap().unwrap();
+    }
+    assert_eq!(*rig.seen.lock().unwrap(), vec![1, 4]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_refuses_the_whole_request() {
+    let rig = Rig::new(
+        Strategy::Workers,
+        "[batching]\nqueue_capacity = 3\n[limits]\nmax_inputs = 3\n",
+    );
+    rig.set_gate(false);
+    let held = rig.submit(&[1, 2, 3], LONG);
+    let refused = rig
+        .handle
+        .submit(vec![vec![9], vec![9]], Instant::now() + LONG);
+    assert!(matches!(refused, Err(AdmitError::Overloaded)));
+    rig.set_gate(true);
+    for r in held {
+        r.await.unwrap().unwrap();
+    }
+    // Room again once the queue drained.
+    let again = rig.submit(&[4, 5], LONG);
+    for r in again {
+        r.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_batch_fails_alone_and_the_worker_is_replaced() {
+    for strategy in Strategy::ALL {
+        let rig = Rig::new(strategy, "");
+        let bad = rig.submit(&[999], LONG).remove(0).await.unwrap();
+        assert!(
+            matches!(bad, Err(BatchError::Engine(EngineError::Panicked))),
+            "{strategy:?}: {bad:?}"
+        );
+        let good = rig.submit(&[1], LONG).remove(0).await.unwrap();
+        assert!(good.is_ok(), "{strategy:?}: {good:?}");
+        assert_eq!(rig.metrics.worker_restarts.get(), 1, "{strategy:?}");
+        assert_eq!(rig.metrics.batch_failures.get(), 1, "{strategy:?}");
+    }
+}

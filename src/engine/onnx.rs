@@ -1,0 +1,137 @@
+//! The ONNX Runtime engine: one `ort` session, padding, the forward pass, mean pooling.
+
+use super::{pooling, runtime, Batch, Engine, EngineError};
+use crate::config::{ExecutorConfig, ModelConfig};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{Session, SessionInputValue};
+use ort::value::Tensor;
+use std::borrow::Cow;
+
+const OUTPUT: &str = "last_hidden_state";
+
+/// One ONNX Runtime session of the sentence-embedding model.
+pub struct OnnxEngine {
+    session: Session,
+    /// Whether the exported graph takes `token_type_ids` (all zeros for one-segment input).
+    wants_token_types: bool,
+}
+
+impl OnnxEngine {
+    /// Loads the configured model variant with the configured thread counts.
+    pub fn load(model: &ModelConfig, exec: &ExecutorConfig) -> Result<Self, EngineError> {
+        let library = runtime::resolve_ort_library(model.ort_library.as_deref())?;
+        let env = runtime::ort_environment(&library)?;
+        let path = model.model_path();
+        if !path.is_file() {
+            return Err(EngineError::load(format!(
+                "model file {} not found; run `make setup` to export it",
+                path.display()
+            )));
+        }
+        let session = Session::builder(&env)
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::All)
+                    .map_err(Into::into)
+            })
+            .and_then(|b| {
+                b.with_intra_threads(exec.intra_op_threads)
+                    .map_err(Into::into)
+            })
+            .and_then(|b| {
+                b.with_inter_threads(exec.inter_op_threads)
+                    .map_err(Into::into)
+            })
+            // Spinning threads burn a core while idle; with several sessions on few cores
+            // that steals time from the session doing work, so it is a setting.
+            .and_then(|b| {
+                b.with_intra_op_spinning(exec.intra_op_spinning)
+                    .map_err(Into::into)
+            })
+            .and_then(|mut b| b.commit_from_file(&path))
+            .map_err(|e: ort::Error| EngineError::load(format!("{}: {e}", path.display())))?;
+        let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+        for required in ["input_ids", "attention_mask"] {
+            if !names.contains(&required) {
+                return Err(EngineError::load(format!(
+                    "{} has no input `{required}` (inputs: {names:?})",
+                    path.display()
+                )));
+            }
+        }
+        if !session.outputs().iter().any(|o| o.name() == OUTPUT) {
+            return Err(EngineError::load(format!(
+                "{} has no output `{OUTPUT}`",
+                path.display()
+            )));
+        }
+        let wants_token_types = names.contains(&"token_type_ids");
+        Ok(OnnxEngine {
+            session,
+            wants_token_types,
+        })
+    }
+}
+
+/// Right-pads every row to the longest with id 0 and mask 0.
+fn pad(batch: &Batch) -> (Vec<i64>, Vec<i64>, usize) {
+    let seq = batch.max_len();
+    let mut ids = vec![0i64; batch.rows.len() * seq];
+    let mut mask = vec![0i64; batch.rows.len() * seq];
+    for (r, row) in batch.rows.iter().enumerate() {
+        for (c, &id) in row.iter().enumerate() {
+            ids[r * seq + c] = i64::from(id);
+            mask[r * seq + c] = 1;
+        }
+    }
+    (ids, mask, seq)
+}
+
+impl Engine for OnnxEngine {
+    fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
+        if batch.rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        if batch.rows.iter().any(Vec::is_empty) {
+            return Err(EngineError::inference("a row has no tokens"));
+        }
+        let rows = batch.rows.len();
+        let (ids, mask, seq) = pad(batch);
+        let shape = [rows, seq];
+        let tensor =
+            |data: Vec<i64>| Tensor::from_array((shape, data)).map_err(EngineError::inference);
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            ("input_ids".into(), tensor(ids)?.into()),
+            ("attention_mask".into(), tensor(mask)?.into()),
+        ];
+        if self.wants_token_types {
+            inputs.push(("token_type_ids".into(), tensor(vec![0; rows * seq])?.into()));
+        }
+        let outputs = self.session.run(inputs).map_err(EngineError::inference)?;
+        let value = outputs
+            .get(OUTPUT)
+            .ok_or_else(|| EngineError::inference(format!("no output `{OUTPUT}`")))?;
+        let (out_shape, hidden) = value
+            .try_extract_tensor::<f32>()
+            .map_err(EngineError::inference)?;
+        let dims: &[i64] = out_shape;
+        let [b, s, d] = dims else {
+            return Err(EngineError::inference(format!(
+                "unexpected output shape {dims:?}"
+            )));
+        };
+        if *b as usize != rows || *s as usize != seq {
+            return Err(EngineError::inference(format!(
+                "output shape {dims:?} does not match the batch [{rows}, {seq}, _]"
+            )));
+        }
+        let dim = *d as usize;
+        Ok(batch
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                pooling::mean_pool(&hidden[r * seq * dim..(r + 1) * seq * dim], dim, row.len())
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,83 @@
+//! A batch on its way to an engine, and the one function every strategy calls to run it.
+
+use super::Slot;
+use crate::engine::{Batch, Engine, EngineError, EngineFactory};
+use crate::metrics::Metrics;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Receives a batch's result (one vector per row, in row order) and its inference time.
+pub type Done = Box<dyn FnOnce(Result<Vec<Vec<f32>>, EngineError>, Duration) + Send>;
+
+/// One batch and what to do with its result.
+pub struct Job {
+    pub batch: Batch,
+    pub done: Done,
+    /// Set by [`super::Executor::dispatch`]; released when the job finishes.
+    pub(super) slot: Option<Slot>,
+}
+
+impl Job {
+    pub fn new(batch: Batch, done: Done) -> Job {
+        Job {
+            batch,
+            done,
+            slot: None,
+        }
+    }
+
+    /// Answers the job with an error without running it (e.g. no engine was available).
+    pub(super) fn fail(self, error: EngineError, metrics: &Metrics) {
+        metrics.batch_failures.inc();
+        metrics.inflight_batches.dec();
+        let Job { done, slot, .. } = self;
+        drop(slot);
+        done(Err(error), Duration::ZERO);
+    }
+}
+
+/// What every strategy needs to run jobs: a way to rebuild engines, and the metrics.
+#[derive(Clone)]
+pub(super) struct Context {
+    pub factory: EngineFactory,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Context {
+    /// Runs `job` on `engine`, here, on the calling thread.
+    ///
+    /// A panic inside the engine fails only this batch: the engine, whose state is now
+    /// unknown, is replaced by a fresh one from the factory, and the thread lives on.
+    pub fn run(&self, engine: &mut Box<dyn Engine>, job: Job) {
+        let Job { batch, done, slot } = job;
+        self.metrics.busy_workers.inc();
+        let start = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| engine.embed(&batch)));
+        let elapsed = start.elapsed();
+        self.metrics.busy_workers.dec();
+        let result = outcome.unwrap_or_else(|_| {
+            self.replace(engine);
+            Err(EngineError::Panicked)
+        });
+        if result.is_err() {
+            self.metrics.batch_failures.inc();
+        }
+        self.metrics.inference.observe(elapsed.as_secs_f64());
+        self.metrics.inflight_batches.dec();
+        // Free the session before fanning out, so the batcher can form the next batch.
+        drop(slot);
+        done(result, elapsed);
+    }
+
+    fn replace(&self, engine: &mut Box<dyn Engine>) {
+        match (self.factory)() {
+            Ok(fresh) => {
+                *engine = fresh;
+                self.metrics.worker_restarts.inc();
+                tracing::warn!("an engine panicked; replaced it with a fresh session");
+            }
+            Err(e) => tracing::error!("an engine panicked and could not be rebuilt: {e}"),
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! `spawn_blocking`: the forward pass runs on tokio's blocking thread pool
+//! (Python: `loop.run_in_executor(ThreadPoolExecutor, ...)`).
+//!
+//! tokio's blocking pool may grow to hundreds of threads and cannot abort started work;
+//! the executor's slots cap it at one batch per session, which is what CPU-bound work needs.
+
+use super::job::Job;
+use super::pool::SessionPool;
+use super::Dispatch;
+use std::sync::Arc;
+
+pub(super) struct SpawnBlocking {
+    pool: Arc<SessionPool>,
+}
+
+impl SpawnBlocking {
+    pub fn new(pool: SessionPool) -> SpawnBlocking {
+        SpawnBlocking {
+            pool: Arc::new(pool),
+        }
+    }
+}
+
+impl Dispatch for SpawnBlocking {
+    fn dispatch(&self, job: Job) {
+        let pool = self.pool.clone();
+        // The handle is not awaited: the job answers through its callback.
+        drop(tokio::task::spawn_blocking(move || pool.run(job)));
+    }
+}

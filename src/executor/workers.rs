@@ -1,0 +1,82 @@
+//! `workers`: N dedicated, named OS threads, each owning its own engine session, fed by a
+//! bounded channel (Python: a process pool with one model copy per worker, minus the
+//! pickling, since threads share memory and Rust has no GIL).
+
+use super::job::{Context, Job};
+use super::Dispatch;
+use crate::engine::EngineError;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+pub(super) struct Workers {
+    /// Bounded to one job per worker; the executor's slots keep it from ever filling.
+    /// Behind a mutex only so `shutdown` can drop it (closing the channel) through `&self`.
+    tx: Mutex<Option<SyncSender<Job>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    ctx: Context,
+}
+
+impl Workers {
+    pub fn new(n: usize, ctx: Context) -> Result<Workers, EngineError> {
+        let (tx, rx) = sync_channel::<Job>(n);
+        // std's Receiver is single-consumer; the mutex makes it a shared work queue. A worker
+        // holds it only while waiting for the next job, never while running one.
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let mut engine = (ctx.factory)()?;
+            let (rx, ctx) = (rx.clone(), ctx.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("concur-worker-{i}"))
+                .spawn(move || {
+                    while let Some(job) = next_job(&rx) {
+                        // BUSY
+                        ctx.run(&mut engine, job);
+                        // IDLE
+                    }
+                })
+                .map_err(EngineError::load)?;
+            threads.push(handle);
+        }
+        Ok(Workers {
+            tx: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            ctx,
+        })
+    }
+}
+
+/// The next job, or None once the channel is closed and empty.
+fn next_job(rx: &Mutex<Receiver<Job>>) -> Option<Job> {
+    rx.lock().unwrap_or_else(|p| p.into_inner()).recv().ok()
+}
+
+impl Dispatch for Workers {
+    fn dispatch(&self, job: Job) {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else {
+            return job.fail(
+                EngineError::inference("workers are shut down"),
+                &self.ctx.metrics,
+            );
+        };
+        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
+            job.fail(
+                EngineError::inference("worker queue unavailable"),
+                &self.ctx.metrics,
+            );
+        }
+    }
+
+    fn shutdown(&self) {
+        // Dropping the only sender closes the channel: workers finish queued jobs, then exit.
+        drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            if t.join().is_err() {
+                tracing::error!("an engine worker thread panicked outside a batch");
+            }
+        }
+    }
+}

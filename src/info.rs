@@ -1,0 +1,53 @@
+//! The body of `GET /info`: what is being served, and how.
+
+use crate::chat::ChatBot;
+use crate::config::Config;
+use crate::engine::resolve_ort_library;
+use crate::threads::ThreadBudget;
+use serde_json::{json, Value};
+
+/// Builds the `/info` document once, at start.
+pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> Value {
+    let b = &config.batching;
+    let library = resolve_ort_library(config.model.ort_library.as_deref())
+        .ok()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    json!({
+        "model": {
+            "name": config.model.name,
+            "variant": config.model.variant,
+            "file": config.model.model_path(),
+            "max_seq_length": config.model.max_seq_length,
+            "dimensions": 384,
+            "pooling": "mean",
+        },
+        "strategy": config.executor.strategy,
+        "executor": config.executor,
+        "batching": {
+            "max_batch_size": b.max_batch_size,
+            "max_batch_tokens": b.max_batch_tokens,
+            "max_wait_ms": b.max_wait.as_secs_f64() * 1e3,
+            "length_aware": b.length_aware,
+            "queue_capacity": b.queue_capacity,
+        },
+        "limits": {
+            "max_body_bytes": config.limits.max_body_bytes,
+            "max_inputs": config.limits.max_inputs,
+            "max_input_chars": config.limits.max_input_chars,
+            "default_deadline_ms": config.limits.default_deadline.as_millis() as u64,
+            "max_deadline_ms": config.limits.max_deadline.as_millis() as u64,
+        },
+        "threads": budget,
+        "chat": {
+            "enabled": chat.is_some(),
+            "entries": chat.map(ChatBot::len),
+            "threshold": config.chat.threshold,
+        },
+        "auth": {"api_keys": !config.auth.api_keys.is_empty()},
+        "versions": {
+            "concur": env!("CARGO_PKG_VERSION"),
+            "ort_crate": "2.0.0-rc.15",
+            "onnxruntime_library": library,
+        },
+    })
+}

@@ -1,0 +1,40 @@
+//! concur: a CPU inference server that measures how concurrency strategies trade latency
+//! for throughput.
+//!
+//! The request path, one module per stage (each lower stage defines the contract the
+//! stage above uses):
+//!
+//! - [`http`]: hyper routing, JSON in and out, limits, errors, timing headers.
+//! - [`pipeline`]: the path below HTTP shared by every route: tokenize, admit, batch, await.
+//! - [`tokenize`]: the model's tokenizer with sentence-transformers' settings.
+//! - [`admission`]: a bounded queue; full means 429 at once.
+//! - [`batcher`]: the queue and batching policy (size, padded tokens, wait, length-aware
+//!   grouping); drops expired and cancelled inputs before they reach the engine.
+//! - [`executor`]: the strategy, i.e. where the forward pass runs: `inline`,
+//!   `spawn_blocking`, `rayon` or `workers`.
+//! - [`engine`]: synchronous ONNX Runtime sessions, mean pooling, normalisation.
+//!
+//! Beside the path: [`config`] (TOML -> validated config), [`metrics`] (every Prometheus
+//! metric), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
+//! (the retrieval bot), [`server`] (lifecycle and shutdown), [`bench`] (raw engine ceiling).
+
+pub mod admission;
+pub mod batcher;
+pub mod bench;
+pub mod chat;
+pub mod config;
+pub mod engine;
+pub mod executor;
+pub mod http;
+mod idle;
+mod info;
+pub mod lag;
+pub mod metrics;
+pub mod pipeline;
+pub mod server;
+pub mod state;
+pub mod threads;
+pub mod tokenize;
+
+pub use config::Config;
+pub use server::{serve, ServeError, Server};

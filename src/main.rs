@@ -1,0 +1,167 @@
+//! The `concur` command: `serve`, `bench`, `check-config`. Thin: everything else is the
+//! library, so tests drive the same code.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use concur::config::Config;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "concur",
+    version,
+    about = "A CPU inference server for comparing concurrency strategies"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The TOML configuration file.
+    #[arg(long, default_value = "config/default.toml")]
+    config: PathBuf,
+    /// Override any key, e.g. `--set executor.strategy=rayon --set batching.max_wait_ms=2`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Shorthand for `--set executor.strategy=...`.
+    #[arg(long)]
+    strategy: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP until SIGTERM or SIGINT, then drain.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Listen address, overriding `server.listen`.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Measure the raw engine (no HTTP) over a corpus: the ceiling the server aims at.
+    Bench {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Corpus: JSON lines with a `text` field, or plain text lines.
+        #[arg(long, default_value = "loadtest/corpus/chat.jsonl")]
+        corpus: PathBuf,
+        /// Seconds to measure, after a short warm-up.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Print one JSON object instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file and print the result.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+impl ConfigArgs {
+    fn load(&self, listen: Option<&str>) -> Result<Config> {
+        let mut overrides = self.set.clone();
+        if let Some(s) = &self.strategy {
+            overrides.push(format!("executor.strategy=\"{s}\""));
+        }
+        if let Some(l) = listen {
+            overrides.push(format!("server.listen=\"{l}\""));
+        }
+        Ok(Config::load_with_overrides(&self.config, &overrides)?)
+    }
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { config, listen } => serve(config.load(listen.as_deref())?),
+        Command::Bench {
+            config,
+            corpus,
+            seconds,
+            json,
+        } => bench(config.load(None)?, &corpus, seconds, json),
+        Command::CheckConfig { config } => {
+            let c = config.load(None)?;
+            println!("{c:#?}");
+            Ok(())
+        }
+    }
+}
+
+fn serve(config: Config) -> Result<()> {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.executor.tokio_worker_threads {
+        runtime.worker_threads(n);
+    }
+    runtime.thread_name("concur-tokio").enable_all();
+    runtime.build()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let mut server = concur::Server::new(config.clone(), listener);
+        if let Some(admin) = config.server.admin_listen {
+            let l = tokio::net::TcpListener::bind(admin)
+                .await
+                .with_context(|| format!("cannot listen on {admin}"))?;
+            server = server.admin_listener(l);
+        }
+        tracing::info!(listen = %config.server.listen, strategy = config.executor.strategy.as_str(), "starting");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(on_signal(shutdown.clone()));
+        server.run(shutdown).await?;
+        Ok(())
+    })
+}
+
+/// Cancels `shutdown` on the first SIGTERM or SIGINT.
+async fn on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+    shutdown.cancel();
+}
+
+fn bench(config: Config, corpus: &std::path::Path, seconds: f64, json: bool) -> Result<()> {
+    let texts = concur::bench::load_corpus(corpus).map_err(anyhow::Error::msg)?;
+    let report = concur::bench::run(&config, &texts, Duration::from_secs_f64(seconds))
+        .map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let l = &report.batch_latency_seconds;
+        println!(
+            "{:.1} sequences/s ({} sequences in {} batches, {:.1}s); mean batch {:.1}, padding {:.1}%\nbatch latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            report.sequences_per_second,
+            report.sequences,
+            report.batches,
+            report.seconds,
+            report.mean_batch_size,
+            report.padding_ratio * 100.0,
+            l.p50 * 1e3,
+            l.p90 * 1e3,
+            l.p99 * 1e3,
+            l.max * 1e3
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The server's life: bind, load, accept, drain. [`Server::run`] takes the shutdown
+//! signal as an argument so tests can stop it.
+//!
+//! Shutdown, in order: `/ready` turns 503; after `shutdown_grace` the listeners close;
+//! open connections finish their requests (up to `drain_timeout`); the batcher empties its
+//! queue; the executor joins its threads.
+
+use crate::batcher;
+use crate::chat::ChatBot;
+use crate::config::Config;
+use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine};
+use crate::executor::Executor;
+use crate::http::{self, Scope};
+use crate::idle::IdleIo;
+use crate::info;
+use crate::lag;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::state::{AppState, Services};
+use crate::threads::ThreadBudget;
+use crate::tokenize::TextTokenizer;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::{sleep, timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Startup(String),
+    #[error("shut down while loading")]
+    Cancelled,
+}
+
+/// A configured server, not yet running.
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    factory: Option<EngineFactory>,
+}
+
+impl Server {
+    pub fn new(config: Config, listener: TcpListener) -> Server {
+        Server {
+            config,
+            listener,
+            admin: None,
+            factory: None,
+        }
+    }
+
+    /// A second listener that serves only health, readiness, info and metrics.
+    pub fn admin_listener(mut self, listener: TcpListener) -> Server {
+        self.admin = Some(listener);
+        self
+    }
+
+    /// Replaces how engines are built (the ONNX model by default); tests use it to wrap the
+    /// real engine with fault injection.
+    pub fn engine_factory(mut self, factory: EngineFactory) -> Server {
+        self.factory = Some(factory);
+        self
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains. Errors only if loading fails.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
+        let config = Arc::new(self.config);
+        let metrics = Arc::new(Metrics::new(
+            config.executor.strategy.as_str(),
+            &config.model.name,
+        ));
+        let state = Arc::new(AppState::new(config.clone(), metrics.clone()));
+        let stop_probe = CancellationToken::new();
+        tokio::spawn(lag::probe(
+            config.server.event_loop_probe_interval,
+            metrics.clone(),
+            stop_probe.clone(),
+        ));
+        // Accept before loading: /health answers at once, /ready once the model is in.
+        let stop_accepting = CancellationToken::new();
+        let connections = Arc::new(Semaphore::new(config.server.max_connections));
+        let public_scope = if self.admin.is_some() {
+            Scope::Public
+        } else {
+            Scope::All
+        };
+        let mut loops = vec![tokio::spawn(accept_loop(
+            self.listener,
+            public_scope,
+            state.clone(),
+            connections.clone(),
+            stop_accepting.clone(),
+        ))];
+        if let Some(admin) = self.admin {
+            loops.push(tokio::spawn(accept_loop(
+                admin,
+                Scope::Admin,
+                state.clone(),
+                connections,
+                stop_accepting.clone(),
+            )));
+        }
+        let tracker = TaskTracker::new();
+        let stop_batcher = CancellationToken::new();
+        let factory = self.factory.unwrap_or_else(|| onnx_factory(&config));
+        let loaded = tokio::select! {
+            r = load(&config, &metrics, factory, &tracker, &stop_batcher) => r,
+            _ = shutdown.cancelled() => Err(ServeError::Cancelled),
+        };
+        let executor = match loaded {
+            Ok((services, executor)) => {
+                state.set_services(services);
+                tracing::info!(listen = %config.server.listen, "ready");
+                shutdown.cancelled().await;
+                Some(executor)
+            }
+            Err(e) => {
+                tracing::error!("startup failed: {e}");
+                stop_accepting.cancel();
+                stop_probe.cancel();
+                return Err(e);
+            }
+        };
+        let deadline = Instant::now() + config.server.drain_timeout + config.server.shutdown_grace;
+        tracing::info!("shutting down: not ready any more");
+        state.start_draining();
+        sleep(config.server.shutdown_grace).await;
+        stop_accepting.cancel();
+        for l in loops {
+            let _ = l.await;
+        }
+        stop_batcher.cancel();
+        tracker.close();
+        if timeout_at(deadline, tracker.wait()).await.is_err() {
+            tracing::warn!("the batch queue did not drain before the deadline");
+        }
+        if let Some(executor) = executor {
+            let _ = tokio::task::spawn_blocking(move || executor.shutdown()).await;
+        }
+        stop_probe.cancel();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Serves `config` on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    Server::new(config, listener).run(shutdown).await
+}
+
+async fn timeout_at<F: std::future::Future>(deadline: Instant, f: F) -> Result<F::Output, ()> {
+    timeout(deadline.saturating_duration_since(Instant::now()), f)
+        .await
+        .map_err(|_| ())
+}
+
+fn onnx_factory(config: &Config) -> EngineFactory {
+    let (model, exec) = (config.model.clone(), config.executor.clone());
+    Arc::new(move || OnnxEngine::load(&model, &exec).map(|e| Box::new(e) as Box<dyn Engine>))
+}
+
+/// Loads the tokenizer, the engines and the knowledge base; starts the batcher.
+async fn load(
+    config: &Arc<Config>,
+    metrics: &Arc<Metrics>,
+    factory: EngineFactory,
+    tracker: &TaskTracker,
+    stop_batcher: &CancellationToken,
+) -> Result<(Services, Arc<Executor>), ServeError> {
+    let budget = ThreadBudget::compute(config);
+    budget.log(config.executor.strategy);
+    let tokenizer =
+        TextTokenizer::load(&config.model.tokenizer_path(), config.model.max_seq_length)
+            .map_err(ServeError::Startup)?;
+    let (exec_config, m) = (config.executor.clone(), metrics.clone());
+    // Loading sessions reads and optimises the model: blocking work, off the event loop.
+    let executor = tokio::task::spawn_blocking(move || Executor::start(&exec_config, factory, m))
+        .await
+        .map_err(|e| ServeError::Startup(format!("engine loading panicked: {e}")))??;
+    let executor = Arc::new(executor);
+    let handle = batcher::spawn(
+        &config.batching,
+        executor.clone(),
+        metrics.clone(),
+        tracker,
+        stop_batcher.clone(),
+    );
+    let pipeline = Pipeline::new(Arc::new(tokenizer), handle, metrics.clone());
+    let chat = if config.chat.enabled {
+        let bot = ChatBot::build(&config.chat, &pipeline, config.limits.max_inputs)
+            .await
+            .map_err(ServeError::Startup)?;
+        tracing::info!(entries = bot.len(), "knowledge base embedded");
+        Some(Arc::new(bot))
+    } else {
+        None
+    };
+    let info = info::build(config, &budget, chat.as_deref());
+    Ok((
+        Services {
+            pipeline,
+            chat,
+            info,
+        },
+        executor,
+    ))
+}
+
+fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.server.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.server.http2_max_streams);
+    builder
+}
+
+/// Accepts connections until `stop`, then waits for open ones to finish (bounded).
+async fn accept_loop(
+    listener: TcpListener,
+    scope: Scope,
+    state: Arc<AppState>,
+    connections: Arc<Semaphore>,
+    stop: CancellationToken,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = http_builder(&state.config);
+    let idle = state.config.server.idle_timeout;
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the connection cap: close at once rather than let the backlog grow.
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (io, activity) = IdleIo::new(stream);
+        let (state, busy) = (state.clone(), activity.clone());
+        let service = service_fn(move |req| {
+            let guard = busy.busy();
+            let state = state.clone();
+            async move {
+                let response = http::handle(state, scope, req).await;
+                drop(guard);
+                response
+            }
+        });
+        let conn = graceful.watch(
+            builder
+                .serve_connection(TokioIo::new(io), service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = conn => {}
+                // Idle past the timeout (no bytes either way): drop the connection.
+                () = activity.idle_for(idle) => {}
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let drain = state.config.server.drain_timeout;
+    if timeout(drain, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
+}

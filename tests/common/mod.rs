@@ -1,0 +1,235 @@
+//! Shared by the integration tests: start the real server (real model, real ONNX Runtime)
+//! on 127.0.0.1:0 and talk HTTP to it over loopback.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use concur::config::Config;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Config with absolute paths, so tests work from any directory, plus `extra` TOML.
+pub fn config(extra: &str) -> Config {
+    let root = root();
+    let model_dir = root.join("models/all-MiniLM-L6-v2");
+    assert!(
+        model_dir.join("model.onnx").is_file(),
+        "{} is missing: run `make setup` (or `make test`) first",
+        model_dir.display()
+    );
+    let base = format!(
+        "[model]\ndir = {:?}\nort_library = {:?}\n[chat]\nknowledge_base = {:?}\n",
+        model_dir,
+        root.join("lib/libonnxruntime.so"),
+        root.join("config/knowledge_base.toml"),
+    );
+    let text = merge(&base, extra);
+    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+/// Merges two TOML documents (tables of `extra` win key by key).
+fn merge(base: &str, extra: &str) -> String {
+    let mut a: toml::Table = toml::from_str(base).unwrap();
+    let b: toml::Table = toml::from_str(extra).expect("extra config is TOML");
+    for (section, values) in b {
+        match (a.get_mut(&section), values) {
+            (Some(toml::Value::Table(t)), toml::Value::Table(v)) => t.extend(v),
+            (_, v) => {
+                a.insert(section, v);
+            }
+        }
+    }
+    toml::to_string(&a).unwrap()
+}
+
+/// A running server and a client for it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub task: Option<JoinHandle<Result<(), concur::ServeError>>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl TestServer {
+    /// Starts a server with `extra` TOML on top of the test config, and waits until ready.
+    pub async fn start(extra: &str) -> TestServer {
+        Self::start_with(config(extra), |s| s).await
+    }
+
+    /// Starts a server, letting the test adjust the [`concur::Server`] first.
+    pub async fn start_with(
+        config: Config,
+        adjust: impl FnOnce(concur::Server) -> concur::Server,
+    ) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = adjust(concur::Server::new(config, listener));
+        let task = tokio::spawn(server.run(shutdown.clone()));
+        let s = TestServer {
+            addr,
+            shutdown,
+            task: Some(task),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        };
+        s.wait_ready().await;
+        s
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..600 {
+            if let Ok((StatusCode::OK, _, _)) = self.try_get("/ready").await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server at {} did not become ready in 60 s", self.addr);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Sends a request and returns status, headers and the raw body.
+    pub async fn send(&self, req: Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+        let resp = self.client.request(req).await.expect("request failed");
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.expect("body").to_bytes();
+        (parts.status, parts.headers, bytes)
+    }
+
+    async fn try_get(&self, path: &str) -> Result<(StatusCode, HeaderMap, Bytes), String> {
+        let req = Request::get(self.url(path))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = resp.into_parts();
+        let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok((parts.status, parts.headers, bytes))
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Bytes) {
+        let (s, _, b) = self.try_get(path).await.expect("GET failed");
+        (s, b)
+    }
+
+    pub async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let (s, b) = self.get(path).await;
+        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    }
+
+    /// POSTs raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, HeaderMap, Bytes) {
+        let mut req = Request::builder().method(Method::POST).uri(self.url(path));
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        self.send(req.body(Full::new(body.into())).unwrap()).await
+    }
+
+    /// POSTs JSON; returns status, headers and the parsed body.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
+        let (s, h, b) = self
+            .post_raw(path, Some("application/json"), body.to_string())
+            .await;
+        let v = serde_json::from_slice(&b)
+            .unwrap_or_else(|_| panic!("non-JSON body ({s}): {}", String::from_utf8_lossy(&b)));
+        (s, h, v)
+    }
+
+    /// Stops the server and waits for it to finish draining.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task panicked")
+                .expect("server failed");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// The golden set: texts and the vectors sentence-transformers computed for them.
+pub struct Golden {
+    pub items: Vec<(String, usize, Vec<f32>)>,
+}
+
+pub fn golden() -> Golden {
+    let path = golden_path();
+    let v: Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap();
+    let items = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["text"].as_str().unwrap().to_string(),
+                i["num_tokens"].as_u64().unwrap() as usize,
+                i["embedding"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap() as f32)
+                    .collect(),
+            )
+        })
+        .collect();
+    Golden { items }
+}
+
+/// `../shared/reference/minilm-golden.json` beside the checkout (or $CONCUR_GOLDEN).
+fn golden_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("CONCUR_GOLDEN") {
+        return PathBuf::from(p);
+    }
+    let candidates = [
+        root().join("../shared/reference/minilm-golden.json"),
+        root().join("shared/reference/minilm-golden.json"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("golden file not found in {:?}", candidates))
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    concur::engine::pooling::cosine(a, b)
+}
+
+pub fn floats(v: &Value) -> Vec<f32> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+pub fn exists(p: &Path) -> bool {
+    p.exists()
+}
