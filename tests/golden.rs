@@ -91,7 +91,9 @@ async fn base64_and_unnormalised_forms_agree_with_float() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_mixed_lengths_get_their_own_vectors() {
     let server = std::sync::Arc::new(
-        TestServer::start("[batching]\nmax_wait_ms = 20\nlength_aware = false\n").await,
+        TestServer::start(
+            "[batching]\nmax_wait_ms = 20\nlength_aware = false\nmax_batch_size = 8\n[limits]\ndefault_deadline_ms = 60000\n",
+        ).await,
     );
     let golden = golden();
     let mut alone = Vec::new();
@@ -100,7 +102,7 @@ async fn concurrent_mixed_lengths_get_their_own_vectors() {
         alone.push(floats(&body[0]));
     }
     let mut tasks = Vec::new();
-    for round in 0..3 {
+    for round in 0..2 {
         for (i, (text, _, _)) in golden.items.iter().enumerate() {
             let (server, text) = (server.clone(), text.clone());
             tasks.push(tokio::spawn(async move {

@@ -514,7 +514,7 @@ fn limits(r: raw::RawLimits, batching: &BatchingConfig) -> Result<LimitsConfig, 
 }
 
 fn chat(r: raw::RawChat) -> Result<ChatConfig, ConfigError> {
-    let threshold = r.threshold.unwrap_or(0.55);
+    let threshold = r.threshold.unwrap_or(0.47);
     if !(-1.0..=1.0).contains(&threshold) {
         return Err(invalid(
             "chat.threshold",

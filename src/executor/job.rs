@@ -45,11 +45,13 @@ pub(super) struct Context {
 }
 
 impl Context {
-    /// Runs `job` on `engine`, here, on the calling thread.
+    /// Runs `job` on `engine`, here, on the calling thread. The caller must put the engine
+    /// back where it belongs *before* calling [`Finished::complete`], which frees the slot.
     ///
     /// A panic inside the engine fails only this batch: the engine, whose state is now
     /// unknown, is replaced by a fresh one from the factory, and the thread lives on.
-    pub fn run(&self, engine: &mut Box<dyn Engine>, job: Job) {
+    #[must_use = "the job is answered only by Finished::complete"]
+    pub fn run(&self, engine: &mut Box<dyn Engine>, job: Job) -> Finished {
         let Job { batch, done, slot } = job;
         self.metrics.busy_workers.inc();
         let start = Instant::now();
@@ -65,9 +67,12 @@ impl Context {
         }
         self.metrics.inference.observe(elapsed.as_secs_f64());
         self.metrics.inflight_batches.dec();
-        // Free the session before fanning out, so the batcher can form the next batch.
-        drop(slot);
-        done(result, elapsed);
+        Finished {
+            done,
+            slot,
+            result,
+            elapsed,
+        }
     }
 
     fn replace(&self, engine: &mut Box<dyn Engine>) {
@@ -79,5 +84,21 @@ impl Context {
             }
             Err(e) => tracing::error!("an engine panicked and could not be rebuilt: {e}"),
         }
+    }
+}
+
+/// A job that has run, not yet answered.
+pub(super) struct Finished {
+    done: Done,
+    slot: Option<Slot>,
+    result: Result<Vec<Vec<f32>>, EngineError>,
+    elapsed: Duration,
+}
+
+impl Finished {
+    /// Frees the session's slot, so the batcher can form the next batch, then fans out.
+    pub fn complete(self) {
+        drop(self.slot);
+        (self.done)(self.result, self.elapsed);
     }
 }

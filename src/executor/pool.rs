@@ -41,10 +41,12 @@ impl SessionPool {
             );
             return;
         };
-        self.ctx.run(&mut engine, job);
+        let finished = self.ctx.run(&mut engine, job);
+        // Back in the pool before the slot is freed: the next job must find it there.
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(engine);
+        finished.complete();
     }
 }

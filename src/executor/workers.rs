@@ -32,7 +32,7 @@ impl Workers {
                 .spawn(move || {
                     while let Some(job) = next_job(&rx) {
                         // BUSY
-                        ctx.run(&mut engine, job);
+                        ctx.run(&mut engine, job).complete();
                         // IDLE
                     }
                 })

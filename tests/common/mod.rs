@@ -93,6 +93,9 @@ impl TestServer {
             if let Ok((StatusCode::OK, _, _)) = self.try_get("/ready").await {
                 return;
             }
+            if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+                panic!("server stopped while starting (see its error above)");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("server at {} did not become ready in 60 s", self.addr);
@@ -203,7 +206,7 @@ pub fn golden() -> Golden {
 }
 
 /// `../shared/reference/minilm-golden.json` beside the checkout (or $CONCUR_GOLDEN).
-fn golden_path() -> PathBuf {
+pub fn golden_path() -> PathBuf {
     if let Some(p) = std::env::var_os("CONCUR_GOLDEN") {
         return PathBuf::from(p);
     }
@@ -232,4 +235,24 @@ pub fn floats(v: &Value) -> Vec<f32> {
 
 pub fn exists(p: &Path) -> bool {
     p.exists()
+}
+
+/// Runs a script from tests/python with the project's virtual environment.
+pub fn run_python(script: &str, args: &[&str]) {
+    let root = root();
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "{} missing: run `make setup`",
+        python.display()
+    );
+    let out = std::process::Command::new(&python)
+        .arg(root.join("tests/python").join(script))
+        .args(args)
+        .output()
+        .expect("cannot run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    println!("{stdout}");
 }

@@ -1,0 +1,39 @@
+# concur: the two commands a newcomer needs.
+#   make run   set up what is missing, build in release mode, serve config/default.toml on 127.0.0.1:8080
+#   make test  the same setup (plus test tools), then every test
+# Setup is idempotent and cached: a second run takes a second or two.
+
+CONFIG ?= config/default.toml
+CARGO ?= cargo
+
+.PHONY: setup test-setup run build test bench sweep lint fmt clean-models
+
+setup:
+	@bash scripts/setup.sh
+
+# Test-only tools: promtool (Debian's prometheus package) to check the metrics exposition.
+test-setup: setup
+	@bash scripts/test-setup.sh
+
+build: setup
+	$(CARGO) build --release --workspace
+
+run: build
+	./target/release/concur serve --config $(CONFIG)
+
+test: test-setup
+	$(CARGO) test --workspace --all-targets
+
+# The raw engine ceiling (no HTTP) for the default config.
+bench: build
+	./target/release/concur bench --config $(CONFIG) --corpus loadtest/corpus/chat.jsonl --seconds 20
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-models:
+	rm -rf models/all-MiniLM-L6-v2 lib
