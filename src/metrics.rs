@@ -40,10 +40,15 @@ impl RejectReason {
     }
 }
 
-/// Seconds from 10 µs to about 8 s in steps of 1.6x: resolves both event-loop lag (tens of
-/// microseconds) and queueing under overload (seconds).
+/// Seconds from 10 µs to 10 s, six buckets a decade (1, 1.5, 2, 3, 5, 7): resolves both
+/// event-loop lag (tens of microseconds, with 1 ms as an exact boundary) and queueing under
+/// overload (seconds).
 fn seconds_buckets() -> Vec<f64> {
-    exponential_buckets(10e-6, 1.6, 30).expect("valid buckets")
+    let mut buckets: Vec<f64> = (-5..=0)
+        .flat_map(|exp| [1.0, 1.5, 2.0, 3.0, 5.0, 7.0].map(|m| m * 10f64.powi(exp)))
+        .collect();
+    buckets.push(10.0);
+    buckets
 }
 
 /// All metrics of one server.

@@ -134,6 +134,8 @@ pub struct ExecutorConfig {
     pub intra_op_threads: usize,
     pub inter_op_threads: usize,
     pub intra_op_spinning: bool,
+    /// Nice value for the strategy's own inference threads (0 = unchanged).
+    pub inference_nice: i32,
     /// tokio worker threads; None means tokio's default (one per available CPU).
     pub tokio_worker_threads: Option<usize>,
 }
@@ -424,6 +426,12 @@ fn executor(r: raw::RawExecutor) -> Result<ExecutorConfig, ConfigError> {
             256,
         )?,
         intra_op_spinning: r.intra_op_spinning.unwrap_or(false),
+        inference_nice: in_range(
+            "executor.inference_nice",
+            r.inference_nice.unwrap_or(10),
+            0,
+            19,
+        )?,
         tokio_worker_threads,
     })
 }

@@ -57,6 +57,7 @@ pub struct RawExecutor {
     pub intra_op_threads: Option<usize>,
     pub inter_op_threads: Option<usize>,
     pub intra_op_spinning: Option<bool>,
+    pub inference_nice: Option<i32>,
     pub tokio_worker_threads: Option<usize>,
 }
 

@@ -1,25 +1,32 @@
-//! `inline`: the forward pass runs on the tokio worker thread that formed the batch.
+//! `inline`: the forward pass runs on a tokio worker thread, as a task that never yields.
 //!
 //! This is the anti-pattern (Python: calling the model inside `async def`), kept on purpose
-//! so its cost can be measured: while a batch runs, that worker thread serves nothing
-//! else, the batcher cannot form the next batch, and the event-loop lag probe sees it.
+//! so its cost can be measured. The batch is spawned as a task from the batcher, so it
+//! lands on that worker thread's run queue (tokio's LIFO slot) and blocks it for the whole
+//! forward pass; with `sessions` batches in flight, as many workers are blocked. Whatever
+//! else was queued on them (requests, timers, the lag probe) waits.
 
 use super::job::Job;
 use super::pool::SessionPool;
 use super::Dispatch;
+use std::sync::Arc;
 
 pub(super) struct Inline {
-    pool: SessionPool,
+    pool: Arc<SessionPool>,
 }
 
 impl Inline {
     pub fn new(pool: SessionPool) -> Inline {
-        Inline { pool }
+        Inline {
+            pool: Arc::new(pool),
+        }
     }
 }
 
 impl Dispatch for Inline {
     fn dispatch(&self, job: Job) {
-        self.pool.run(job);
+        let pool = self.pool.clone();
+        // Deliberately blocking inside an async task: this is what the strategy measures.
+        drop(tokio::spawn(async move { pool.run(job) }));
     }
 }

@@ -42,6 +42,8 @@ impl Job {
 pub(super) struct Context {
     pub factory: EngineFactory,
     pub metrics: Arc<Metrics>,
+    /// Nice value for threads the strategy owns (see `priority`).
+    pub nice: i32,
 }
 
 impl Context {

@@ -8,6 +8,7 @@
 mod inline;
 mod job;
 mod pool;
+mod priority;
 mod rayon_pool;
 mod spawn_blocking;
 mod workers;
@@ -23,8 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// An idle engine session, reserved. Dropping it (when the batch is done) frees the session.
 pub struct Slot(#[allow(dead_code)] OwnedSemaphorePermit);
 
-/// Runs jobs somewhere. Implementations must not block the caller except `Inline`, whose
-/// whole point is that it does.
+/// Runs jobs somewhere. `dispatch` never blocks its caller (the batcher task); where the
+/// job then runs is the strategy.
 pub(crate) trait Dispatch: Send + Sync {
     fn dispatch(&self, job: Job);
     /// Stops accepting jobs and waits for the threads this strategy owns. Blocking.
@@ -52,6 +53,7 @@ impl Executor {
         let ctx = job::Context {
             factory: factory.clone(),
             metrics: metrics.clone(),
+            nice: config.inference_nice,
         };
         let dispatch: Box<dyn Dispatch> = match config.strategy {
             Strategy::Inline => Box::new(inline::Inline::new(pool::SessionPool::new(n, ctx)?)),

@@ -30,6 +30,11 @@ impl SessionPool {
         self.size
     }
 
+    /// The nice value for threads that run this pool's jobs.
+    pub fn nice(&self) -> i32 {
+        self.ctx.nice
+    }
+
     /// Runs `job` on the calling thread with an idle engine.
     pub fn run(&self, job: Job) {
         // The executor's slots admit at most one job per engine, so one is always idle.

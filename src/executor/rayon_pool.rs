@@ -17,9 +17,10 @@ pub(super) struct RayonPool {
 
 impl RayonPool {
     pub fn new(sessions: SessionPool) -> Result<RayonPool, EngineError> {
-        let n = sessions.len();
+        let (n, nice) = (sessions.len(), sessions.nice());
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
+            .start_handler(move |_| super::priority::lower_current_thread(nice))
             .thread_name(|i| format!("concur-rayon-{i}"))
             .build()
             .map_err(EngineError::load)?;

@@ -25,6 +25,11 @@ impl Dispatch for SpawnBlocking {
     fn dispatch(&self, job: Job) {
         let pool = self.pool.clone();
         // The handle is not awaited: the job answers through its callback.
-        drop(tokio::task::spawn_blocking(move || pool.run(job)));
+        drop(tokio::task::spawn_blocking(move || {
+            // Blocking-pool threads are shared with other blocking work; each job sets the
+            // priority again, since the thread may be new.
+            super::priority::lower_current_thread(pool.nice());
+            pool.run(job)
+        }));
     }
 }

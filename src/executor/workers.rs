@@ -30,6 +30,7 @@ impl Workers {
             let handle = std::thread::Builder::new()
                 .name(format!("concur-worker-{i}"))
                 .spawn(move || {
+                    super::priority::lower_current_thread(ctx.nice);
                     while let Some(job) = next_job(&rx) {
                         // BUSY
                         ctx.run(&mut engine, job).complete();

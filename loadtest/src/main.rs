@@ -1,0 +1,250 @@
+//! `loadtest` command line: `run` for one load test, `sweep` for the
+//! strategy comparison. All logic lives in the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use loadtest::client::{Endpoint, Mix};
+use loadtest::run::{Load, RunOptions};
+use loadtest::schedule::Arrival;
+use loadtest::sweep::SweepOptions;
+
+#[derive(Parser)]
+#[command(version, about = "Load generator and strategy sweep for concur")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One closed-loop (--users) or open-loop (--rate) run against a running server.
+    Run(RunArgs),
+    /// Start the server once per config preset, find its sustainable rate, write a report.
+    Sweep(SweepArgs),
+}
+
+/// Options shared by `run` and `sweep`.
+#[derive(Args)]
+struct Common {
+    /// Corpus of chat messages, JSON lines of {"text": "..."}.
+    #[arg(long, default_value_os_t = loadtest::corpus::default_path())]
+    corpus: PathBuf,
+    /// Send every request to this endpoint.
+    #[arg(long, value_parser = ["embeddings", "chat"], conflicts_with = "mix")]
+    endpoint: Option<String>,
+    /// Weighted endpoint mix, e.g. embeddings=3,chat=1.
+    #[arg(long)]
+    mix: Option<Mix>,
+    /// Open-loop gap distribution.
+    #[arg(long, value_enum, default_value_t = Arrival::Poisson)]
+    arrival: Arrival,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// A send later than this many ms after its schedule counts as late.
+    #[arg(long, default_value_t = 10.0)]
+    late_ms: f64,
+    /// Open-loop cap on requests in flight.
+    #[arg(long, default_value_t = 1024)]
+    max_inflight: usize,
+    /// Seed for arrivals and the endpoint mix.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Never draw a progress bar (it is already hidden when stderr is not a terminal).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl Common {
+    fn mix(&self) -> Result<Mix> {
+        Ok(match (&self.endpoint, &self.mix) {
+            (Some(e), _) => Mix::only(e.parse::<Endpoint>()?),
+            (None, Some(m)) => m.clone(),
+            (None, None) => Mix::only(Endpoint::Embeddings),
+        })
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Server base URL (loopback only).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Closed loop: number of concurrent users.
+    #[arg(long, conflicts_with = "rate")]
+    users: Option<usize>,
+    /// Closed loop: think time between an answer and the next message, ms.
+    #[arg(long, default_value_t = 0.0, requires = "users")]
+    think_ms: f64,
+    /// Open loop: target requests per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Warm-up seconds (load applied, not recorded).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Stop after this many measured requests.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// Write the summary as JSON to this file ("-" for stdout).
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// Config presets, e.g. config/inline.toml config/rayon.toml.
+    #[arg(required = true)]
+    configs: Vec<PathBuf>,
+    /// Output directory for report.md, charts, results.json and server logs.
+    #[arg(long)]
+    out: PathBuf,
+    /// The concur binary (default: next to this executable).
+    #[arg(long)]
+    concur: Option<PathBuf>,
+    /// Measured seconds per step.
+    #[arg(long, default_value_t = 10.0)]
+    step_seconds: f64,
+    /// Warm-up seconds of the closed-loop probe that opens each preset.
+    #[arg(long, default_value_t = 5.0)]
+    warmup: f64,
+    /// Most search steps per preset.
+    #[arg(long, default_value_t = 8)]
+    max_steps: usize,
+    /// Latency target: client p99 in ms.
+    #[arg(long, default_value_t = 100.0)]
+    slo_p99_ms: f64,
+    /// Largest fraction of late or unsent sends a passing step may have.
+    #[arg(long, default_value_t = 0.01)]
+    max_late_fraction: f64,
+    /// Fractions of the found rate to measure.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.25, 0.5, 0.75, 0.9])]
+    fractions: Vec<f64>,
+    /// Users of the closed-loop probe.
+    #[arg(long, default_value_t = 8)]
+    probe_users: usize,
+    /// Seconds of `concur bench` per preset (0 skips the engine ceiling).
+    #[arg(long, default_value_t = 10)]
+    bench_seconds: u64,
+    /// Idle single-request run: at most this many requests.
+    #[arg(long, default_value_t = 1000)]
+    idle_requests: u64,
+    /// Idle single-request run: at most this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    idle_seconds: f64,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn secs(s: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("invalid duration {s}"))
+}
+
+async fn run_cmd(a: RunArgs) -> Result<()> {
+    let c = &a.common;
+    let load = match (a.users, a.rate) {
+        (Some(users), None) => Load::Closed {
+            users,
+            think_time: secs(a.think_ms / 1000.0)?,
+        },
+        (None, Some(rate)) if rate > 0.0 && rate.is_finite() => Load::Open {
+            rate,
+            arrival: c.arrival,
+        },
+        (None, Some(_)) => bail!("--rate must be positive"),
+        _ => bail!("give --users N (closed loop) or --rate R (open loop)"),
+    };
+    let texts = Arc::new(loadtest::corpus::load(&c.corpus)?);
+    let mut opts = RunOptions::new(a.url.clone(), texts, load);
+    opts.mix = c.mix()?;
+    opts.warmup = secs(a.warmup)?;
+    opts.duration = secs(a.duration)?;
+    opts.request_timeout = secs(c.timeout)?;
+    opts.max_requests = a.max_requests;
+    opts.max_inflight = c.max_inflight;
+    opts.late_threshold = secs(c.late_ms / 1000.0)?;
+    opts.seed = c.seed;
+    opts.progress = !c.no_progress;
+    let summary = loadtest::run::run(&opts).await?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    match a.json.as_deref() {
+        Some(p) if p.as_os_str() == "-" => println!("{json}"),
+        Some(p) => {
+            print!("{summary}");
+            std::fs::write(p, json + "\n").with_context(|| format!("writing {}", p.display()))?;
+        }
+        None => print!("{summary}"),
+    }
+    Ok(())
+}
+
+fn default_concur() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    Ok(exe.with_file_name("concur"))
+}
+
+async fn sweep_cmd(a: SweepArgs) -> Result<()> {
+    let c = &a.common;
+    let concur = match a.concur.clone() {
+        Some(p) => p,
+        None => default_concur()?,
+    };
+    if !concur.exists() {
+        bail!(
+            "{} not found; build it (cargo build --release) or pass --concur",
+            concur.display()
+        );
+    }
+    let mut o = SweepOptions::new(concur, a.configs.clone(), a.out.clone(), c.corpus.clone());
+    o.mix = c.mix()?;
+    o.arrival = c.arrival;
+    o.step = secs(a.step_seconds)?;
+    o.warmup = secs(a.warmup)?;
+    o.max_steps = a.max_steps;
+    o.slo_p99 = secs(a.slo_p99_ms / 1000.0)?;
+    o.max_late_fraction = a.max_late_fraction;
+    o.late_threshold = secs(c.late_ms / 1000.0)?;
+    o.request_timeout = secs(c.timeout)?;
+    o.max_inflight = c.max_inflight;
+    o.fractions = a.fractions.clone();
+    o.probe_users = a.probe_users;
+    o.bench_seconds = a.bench_seconds;
+    o.idle_max_requests = a.idle_requests;
+    o.idle_max = secs(a.idle_seconds)?;
+    o.seed = c.seed;
+    o.progress = !c.no_progress;
+    let report = loadtest::sweep::run(&o).await?;
+    for p in &report.presets {
+        match (&p.error, p.max_rate) {
+            (Some(e), _) => eprintln!("{}: error: {e}", p.name),
+            (None, Some(r)) => println!("{}: max {r:.1} req/s", p.name),
+            (None, None) => println!("{}: no rate met the target", p.name),
+        }
+    }
+    println!("report: {}", a.out.join("report.md").display());
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // Two worker threads: enough to keep sends on schedule without taking
+    // more CPU than needed from the server sharing this machine.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Run(a) => run_cmd(a).await,
+            Command::Sweep(a) => sweep_cmd(a).await,
+        }
+    })
+}

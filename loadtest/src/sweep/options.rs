@@ -1,0 +1,117 @@
+//! What a sweep is asked to do.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Serialize, Serializer};
+
+use crate::client::{Endpoint, Mix};
+use crate::schedule::Arrival;
+
+fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// Everything a sweep needs. Build with [`SweepOptions::new`], then shrink
+/// the bounds for tests (e.g. `step = 2 s`, `max_steps = 3`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SweepOptions {
+    /// The `concur` binary.
+    pub concur_bin: PathBuf,
+    /// Config presets, one server each, in order.
+    pub configs: Vec<PathBuf>,
+    /// Where report.md, the SVG charts, results.json and server logs go.
+    pub out_dir: PathBuf,
+    /// Messages to send (JSON lines of `{"text": ...}`).
+    pub corpus: PathBuf,
+    /// Endpoint mix of every step.
+    pub mix: Mix,
+    /// Arrival process of the open-loop steps.
+    pub arrival: Arrival,
+    /// Measured length of each step.
+    #[serde(serialize_with = "secs")]
+    pub step: Duration,
+    /// Warm-up of the closed-loop probe that opens each preset (discarded).
+    #[serde(serialize_with = "secs")]
+    pub warmup: Duration,
+    /// Users of the closed-loop probe whose throughput seeds the search.
+    pub probe_users: usize,
+    /// The search starts at this fraction of the probe's throughput.
+    pub start_fraction: f64,
+    /// Rate multiplier while steps pass.
+    pub ramp: f64,
+    /// Bisection stops when the bracket is this close (relative).
+    pub precision: f64,
+    /// Most search steps per preset (ramp and bisection together).
+    pub max_steps: usize,
+    /// The latency target: a step passes if its client p99 is within it.
+    #[serde(serialize_with = "secs")]
+    pub slo_p99: Duration,
+    /// A step fails if more than this fraction of sends was late or unsent.
+    pub max_late_fraction: f64,
+    /// A send later than this after its schedule counts as late.
+    #[serde(serialize_with = "secs")]
+    pub late_threshold: Duration,
+    /// Client timeout per request.
+    #[serde(serialize_with = "secs")]
+    pub request_timeout: Duration,
+    /// Open-loop cap on requests in flight.
+    pub max_inflight: usize,
+    /// Fractions of the found rate measured afterwards.
+    pub fractions: Vec<f64>,
+    /// Length of each `concur bench` run; 0 skips the engine ceiling.
+    pub bench_seconds: u64,
+    /// Idle single-request run: at most this many requests...
+    pub idle_max_requests: u64,
+    /// ...and at most this long.
+    #[serde(serialize_with = "secs")]
+    pub idle_max: Duration,
+    /// How long a server may take to answer `/ready`.
+    #[serde(serialize_with = "secs")]
+    pub ready_timeout: Duration,
+    /// Seed of every run.
+    pub seed: u64,
+    /// Progress bars on stderr.
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+impl SweepOptions {
+    /// Defaults sized for a real comparison on a 2-core machine (about 2-3
+    /// minutes per preset): 10 s steps, at most 8 search steps, p99 target
+    /// 100 ms, fractions 0.25/0.5/0.75/0.9, 10 s of `concur bench`.
+    pub fn new(
+        concur_bin: PathBuf,
+        configs: Vec<PathBuf>,
+        out_dir: PathBuf,
+        corpus: PathBuf,
+    ) -> Self {
+        SweepOptions {
+            concur_bin,
+            configs,
+            out_dir,
+            corpus,
+            mix: Mix::only(Endpoint::Embeddings),
+            arrival: Arrival::Poisson,
+            step: Duration::from_secs(10),
+            warmup: Duration::from_secs(5),
+            probe_users: 8,
+            start_fraction: 0.5,
+            ramp: 1.4,
+            precision: 0.05,
+            max_steps: 8,
+            slo_p99: Duration::from_millis(100),
+            max_late_fraction: 0.01,
+            late_threshold: Duration::from_millis(10),
+            request_timeout: Duration::from_secs(10),
+            max_inflight: 1024,
+            fractions: vec![0.25, 0.5, 0.75, 0.9],
+            bench_seconds: 10,
+            idle_max_requests: 1000,
+            idle_max: Duration::from_secs(60),
+            ready_timeout: Duration::from_secs(120),
+            seed: 1,
+            progress: false,
+        }
+    }
+}

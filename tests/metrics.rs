@@ -1,0 +1,265 @@
+//! /metrics: a valid Prometheus exposition (checked by promtool), counters and histograms
+//! that move as they should for a known sequence of requests, and the event-loop lag that
+//! tells `inline` from `workers`.
+
+mod common;
+
+use bytes::Bytes;
+use common::TestServer;
+use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine};
+use http_body_util::Full;
+use serde_json::json;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// The real engine behind a gate the test opens and closes.
+struct Gated {
+    inner: OnnxEngine,
+    gate: Arc<(Mutex<bool>, Condvar)>,
+}
+
+impl Engine for Gated {
+    fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
+        let (lock, cv) = &*self.gate;
+        drop(cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap());
+        self.inner.embed(batch)
+    }
+}
+
+fn set_gate(gate: &(Mutex<bool>, Condvar), open: bool) {
+    *gate.0.lock().unwrap() = open;
+    gate.1.notify_all();
+}
+
+/// The value of the first sample of `name` whose labels include every `labels` pair.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+async fn scrape(server: &TestServer) -> String {
+    let (status, body) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+fn promtool_check(exposition: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool not found: run `make test-setup` (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool: {report}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_and_histograms_follow_a_known_sequence() {
+    let config = common::config(
+        "[executor]\nstrategy = \"workers\"\nsessions = 1\n[batching]\nqueue_capacity = 2\n[limits]\nmax_inputs = 2\n[chat]\nenabled = false\n",
+    );
+    let gate = Arc::new((Mutex::new(true), Condvar::new()));
+    let (model, exec, g) = (config.model.clone(), config.executor.clone(), gate.clone());
+    let factory: EngineFactory = Arc::new(move || {
+        Ok(Box::new(Gated {
+            inner: OnnxEngine::load(&model, &exec)?,
+            gate: g.clone(),
+        }) as Box<dyn Engine>)
+    });
+    let server = Arc::new(TestServer::start_with(config, |s| s.engine_factory(factory)).await);
+    let embed = |text: &str| json!({"inputs": text});
+
+    let (s, _, _) = server.post("/embed", &embed("hello there")).await;
+    assert_eq!(s, 200);
+    let (s, _, _) = server.post("/embed", &json!({"inputs": []})).await;
+    assert_eq!(s, 422);
+
+    // Hold the only session, so the next inputs wait in the queue.
+    set_gate(&gate, false);
+    let blocked = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .post("/embed", &json!({"inputs": "this one holds the session"}))
+                .await
+        })
+    };
+    while sample(&scrape(&server).await, "concur_busy_workers", &[]) < 1.0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let expiring = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let req = hyper::Request::post(server.url("/embed"))
+                .header("content-type", "application/json")
+                .header("x-deadline-ms", "300")
+                .body(Full::new(Bytes::from(
+                    json!({"inputs": "I will expire"}).to_string(),
+                )))
+                .unwrap();
+            server.send(req).await
+        })
+    };
+    while sample(&scrape(&server).await, "concur_queue_depth", &[]) < 1.0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // One slot left of two: a request with two inputs is refused whole, at once.
+    let (s, headers, body) = server.post("/embed", &json!({"inputs": ["a", "b"]})).await;
+    assert_eq!(s, 429, "{body}");
+    assert_eq!(headers["retry-after"], "1");
+    let (s, _, body) = expiring.await.unwrap();
+    assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
+    set_gate(&gate, true);
+    let (s, headers, _) = blocked.await.unwrap();
+    assert_eq!(s, 200);
+    let queue_ms: f64 = headers["x-queue-time"].to_str().unwrap().parse().unwrap();
+    assert!(queue_ms >= 0.0);
+
+    let m = scrape(&server).await;
+    let route = |status: &str| {
+        sample(
+            &m,
+            "concur_requests_total",
+            &[("route", "embed"), ("status", status)],
+        )
+    };
+    assert_eq!(
+        (route("200"), route("422"), route("429"), route("503")),
+        (2.0, 1.0, 1.0, 1.0)
+    );
+    let rejected =
+        |reason: &str| sample(&m, "concur_rejected_requests_total", &[("reason", reason)]);
+    assert_eq!(rejected("overloaded"), 1.0);
+    assert_eq!(rejected("deadline"), 1.0);
+    assert_eq!(rejected("invalid"), 1.0);
+    assert_eq!(rejected("cancelled"), 0.0);
+    // Two batches ran (the expired input never reached the engine).
+    assert_eq!(sample(&m, "concur_batch_size_count", &[]), 2.0);
+    assert_eq!(sample(&m, "concur_inference_seconds_count", &[]), 2.0);
+    assert_eq!(sample(&m, "concur_queue_wait_seconds_count", &[]), 2.0);
+    assert_eq!(sample(&m, "concur_batch_padding_ratio_count", &[]), 2.0);
+    // Tokenized: hello, the blocked one, the expired one, the refused one.
+    assert_eq!(sample(&m, "concur_tokenization_seconds_count", &[]), 4.0);
+    assert_eq!(sample(&m, "concur_queue_depth", &[]), 0.0);
+    assert_eq!(sample(&m, "concur_inflight_batches", &[]), 0.0);
+    assert_eq!(
+        sample(
+            &m,
+            "concur_request_duration_seconds_count",
+            &[("route", "embed")]
+        ),
+        5.0
+    );
+    assert!(sample(&m, "concur_event_loop_lag_seconds_count", &[]) > 0.0);
+    // Every series carries the strategy and the model.
+    for line in m.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            line.contains("strategy=\"workers\"") && line.contains("model=\"all-MiniLM-L6-v2\""),
+            "{line}"
+        );
+    }
+    promtool_check(&m);
+    Arc::try_unwrap(server)
+        .ok()
+        .expect("no clients left")
+        .stop()
+        .await;
+}
+
+/// Fraction of lag-probe wakes later than `threshold` seconds (a bucket boundary).
+fn late_fraction(m: &str, threshold: &str) -> f64 {
+    let within = sample(
+        m,
+        "concur_event_loop_lag_seconds_bucket",
+        &[("le", threshold)],
+    );
+    let all = sample(m, "concur_event_loop_lag_seconds_count", &[]);
+    1.0 - within / all
+}
+
+/// Drives `server` with `clients` concurrent clients for `seconds` (bounded), then returns
+/// the exposition.
+async fn load_then_scrape(server: Arc<TestServer>, clients: usize, seconds: u64) -> String {
+    let texts: Vec<String> = (0..clients)
+        .map(|i| format!("Client {i} asks: my order arrived damaged and I would like a refund or a replacement, what are my options? ").repeat(4))
+        .collect();
+    let end = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = texts
+        .into_iter()
+        .map(|text| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let mut sent = 0;
+                while tokio::time::Instant::now() < end && sent < 200 {
+                    let (s, _, body) = server.post("/embed", &json!({"inputs": text})).await;
+                    assert_eq!(s, 200, "{body}");
+                    sent += 1;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    scrape(&server).await
+}
+
+/// The reason `inline` is kept: a forward pass on a tokio worker stalls everything queued
+/// there, and the lag probe sees it. With the same load, `workers` keeps the loop free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_blocks_the_event_loop_and_workers_does_not() {
+    let mut late = Vec::new();
+    for strategy in ["inline", "workers"] {
+        let extra = format!("[executor]\nstrategy = \"{strategy}\"\nsessions = 2\nintra_op_threads = 1\n[chat]\nenabled = false\n");
+        let server = Arc::new(TestServer::start(&extra).await);
+        let m = load_then_scrape(server.clone(), 6, 4).await;
+        assert!(sample(&m, "concur_batch_size_count", &[]) > 0.0);
+        late.push((late_fraction(&m, "0.02"), late_fraction(&m, "0.005")));
+        Arc::try_unwrap(server)
+            .ok()
+            .expect("no clients left")
+            .stop()
+            .await;
+    }
+    let (inline, workers) = (late[0], late[1]);
+    println!("probe wakes later than 20 ms / 5 ms: inline {inline:?}, workers {workers:?}");
+    assert!(
+        inline.0 > 0.05,
+        "inline should stall the event loop: {inline:?}"
+    );
+    assert!(
+        workers.0 < 0.01,
+        "workers should leave the event loop free: {workers:?}"
+    );
+    assert!(
+        inline.0 > 10.0 * workers.0.max(0.001),
+        "inline {inline:?} vs workers {workers:?}"
+    );
+}
