@@ -443,7 +443,7 @@ fn batching(r: raw::RawBatching, max_seq_length: usize) -> Result<BatchingConfig
         1,
         4096,
     )?;
-    let max_batch_tokens = r.max_batch_tokens.unwrap_or(8192);
+    let max_batch_tokens = r.max_batch_tokens.unwrap_or(512);
     if max_batch_tokens < max_seq_length {
         return Err(invalid(
             "batching.max_batch_tokens",
