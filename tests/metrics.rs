@@ -263,3 +263,96 @@ async fn inline_blocks_the_event_loop_and_workers_does_not() {
         "inline {inline:?} vs workers {workers:?}"
     );
 }
+
+/// A client that hangs up while its input waits in the queue: the input is dropped before
+/// it reaches the engine, and counted as cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disconnected_client_never_reaches_the_engine() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+
+    struct Counting {
+        inner: Gated,
+        rows: Arc<AtomicUsize>,
+    }
+    impl Engine for Counting {
+        fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
+            let out = self.inner.embed(batch);
+            self.rows.fetch_add(batch.rows.len(), Ordering::SeqCst);
+            out
+        }
+    }
+    let config = common::config(
+        "[executor]\nstrategy = \"workers\"\nsessions = 1\n[chat]\nenabled = false\n",
+    );
+    let gate = Arc::new((Mutex::new(true), Condvar::new()));
+    let rows = Arc::new(AtomicUsize::new(0));
+    let (model, exec, g, r) = (
+        config.model.clone(),
+        config.executor.clone(),
+        gate.clone(),
+        rows.clone(),
+    );
+    let factory: EngineFactory = Arc::new(move || {
+        let inner = Gated {
+            inner: OnnxEngine::load(&model, &exec)?,
+            gate: g.clone(),
+        };
+        Ok(Box::new(Counting {
+            inner,
+            rows: r.clone(),
+        }) as Box<dyn Engine>)
+    });
+    let server = Arc::new(TestServer::start_with(config, |s| s.engine_factory(factory)).await);
+    set_gate(&gate, false);
+    let blocked = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .post("/embed", &json!({"inputs": "holding the session"}))
+                .await
+        })
+    };
+    while sample(&scrape(&server).await, "concur_busy_workers", &[]) < 1.0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A raw client sends a whole request, then hangs up while it is queued.
+    let body = json!({"inputs": "nobody will read this answer"}).to_string();
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    while sample(&scrape(&server).await, "concur_queue_depth", &[]) < 1.0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(tcp);
+    while sample(
+        &scrape(&server).await,
+        "concur_rejected_requests_total",
+        &[("reason", "cancelled")],
+    ) < 1.0
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    set_gate(&gate, true);
+    assert_eq!(blocked.await.unwrap().0, 200);
+    // Another request, so the batcher has certainly pruned the queue since the hang-up.
+    assert_eq!(
+        server.post("/embed", &json!({"inputs": "after"})).await.0,
+        200
+    );
+    assert_eq!(
+        rows.load(Ordering::SeqCst),
+        2,
+        "the cancelled input reached the engine"
+    );
+    let m = scrape(&server).await;
+    assert_eq!(sample(&m, "concur_queue_depth", &[]), 0.0);
+    Arc::try_unwrap(server)
+        .ok()
+        .expect("no clients left")
+        .stop()
+        .await;
+}

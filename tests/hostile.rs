@@ -1,0 +1,151 @@
+//! Misbehaving clients: slow headers, idle connections, too many connections, bodies over
+//! the limit sent without a length, and the HTTP/2 stream limit.
+
+mod common;
+
+use common::TestServer;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const LIMITS: &str = "[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 400\nmax_connections = 3\nhttp2_max_streams = 8\n[limits]\nmax_body_bytes = 2048\n[chat]\nenabled = false\n";
+
+/// Reads until the server closes the connection; returns what it sent. Bounded.
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match timeout(Duration::from_secs(10), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return out,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "the server kept the connection open: {}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_headers_and_idle_connections_are_closed() {
+    let server = TestServer::start(LIMITS).await;
+    // Slowloris: half a request line, then nothing.
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"POST /embed HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut slow).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    // Idle keep-alive: one request, then silence.
+    let mut idle = TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut idle).await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    // The server still answers everyone else.
+    assert_eq!(server.get("/health").await.0, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_closed_at_once() {
+    let server =
+        TestServer::start(&LIMITS.replace("idle_timeout_ms = 400", "idle_timeout_ms = 30000"))
+            .await;
+    // Let the readiness poller's pooled connection expire from the count first: it is
+    // one of ours, so open the held connections and count what is refused.
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..6 {
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        match timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .expect("no answer")
+        {
+            Ok(n) if n > 0 => held.push(s),
+            _ => refused += 1,
+        }
+    }
+    assert!(
+        held.len() <= 3,
+        "more connections than the cap were served: {}",
+        held.len()
+    );
+    assert!(
+        refused >= 3,
+        "connections over the cap were not refused: {refused}"
+    );
+    drop(held);
+    // Slots come back when connections close.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&read_until_closed(&mut s).await).starts_with("HTTP/1.1 200"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_over_the_limit_is_refused_while_reading() {
+    let server = TestServer::start(LIMITS).await;
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(b"POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    // Send 4 KiB in chunks (limit 2 KiB) and never the final chunk: the answer must come
+    // anyway, because the limit is enforced while reading, not after.
+    let chunk = format!("400\r\n{}\r\n", "a".repeat(1024));
+    for _ in 0..4 {
+        if s.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = timeout(Duration::from_secs(10), s.read(&mut buf))
+        .await
+        .expect("no answer")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("\"too_large\""), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_advertises_its_stream_limit() {
+    let server = TestServer::start(LIMITS).await;
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let mut connection = std::pin::pin!(connection);
+    let request = hyper::Request::get(format!("http://{}/health", server.addr))
+        .body(())
+        .unwrap();
+    let exchange = async move {
+        let mut client = client.ready().await.unwrap();
+        let (response, _) = client.send_request(request, true).unwrap();
+        response.await.unwrap()
+    };
+    // Drive the connection while the request runs; it must not end first.
+    let response = tokio::select! {
+        r = exchange => r,
+        r = &mut connection => panic!("connection ended: {r:?}"),
+    };
+    assert_eq!(response.status(), 200);
+    // After the server's SETTINGS frame, the client may open at most 8 streams at once.
+    assert_eq!(
+        connection.as_ref().get_ref().max_concurrent_send_streams(),
+        8
+    );
+    server.stop().await;
+}
