@@ -118,11 +118,7 @@ async fn concurrent_mixed_lengths_get_their_own_vectors() {
     for t in tasks {
         let (round, i, v, batch) = t.await.unwrap();
         max_batch = max_batch.max(batch);
-        let worst = v
-            .iter()
-            .zip(&alone[i])
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = common::max_abs_diff(&v, &alone[i]);
         assert!(
             worst < 1e-4,
             "round {round}, item {i}: differs from alone by {worst}"

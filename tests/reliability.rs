@@ -204,3 +204,34 @@ async fn api_keys_guard_inference_routes_only() {
     }
     server.stop().await;
 }
+
+/// GET over a fresh connection; returns the status line's code.
+async fn raw_status(addr: std::net::SocketAddr, method: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out)[9..12].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_move_to_a_separate_admin_listener() {
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    admin.set_nonblocking(true).unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let admin = tokio::net::TcpListener::from_std(admin).unwrap();
+    let config = common::config("[chat]\nenabled = false\n");
+    let server = TestServer::start_with(config, |s| s.admin_listener(admin)).await;
+    // Public listener: inference and probes, no metrics.
+    assert_eq!(raw_status(server.addr, "GET", "/metrics").await, 404);
+    assert_eq!(raw_status(server.addr, "GET", "/health").await, 200);
+    assert_eq!(raw_status(server.addr, "POST", "/embed").await, 422);
+    // Admin listener: probes, info and metrics, no inference.
+    for path in ["/metrics", "/health", "/ready", "/info"] {
+        assert_eq!(raw_status(admin_addr, "GET", path).await, 200, "{path}");
+    }
+    assert_eq!(raw_status(admin_addr, "POST", "/embed").await, 404);
+    server.stop().await;
+}

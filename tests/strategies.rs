@@ -56,11 +56,7 @@ async fn check_strategy(preset: &str) {
     for t in tasks {
         let (i, j, vi, vj) = t.await.unwrap();
         for (k, v) in [(i, vi), (j, vj)] {
-            let worst = v
-                .iter()
-                .zip(&alone[k])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let worst = common::max_abs_diff(&v, &alone[k]);
             assert!(
                 worst < 1e-4,
                 "{preset}: input {k} differs from alone by {worst}"

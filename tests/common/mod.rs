@@ -256,3 +256,12 @@ pub fn run_python(script: &str, args: &[&str]) {
     assert!(out.status.success(), "{script} failed:\n{stdout}\n{stderr}");
     println!("{stdout}");
 }
+
+/// Largest element-wise difference between two vectors.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
