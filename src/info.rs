@@ -41,7 +41,7 @@ pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> 
         "chat": {
             "enabled": chat.is_some(),
             "entries": chat.map(ChatBot::len),
-            "threshold": config.chat.threshold,
+            "threshold": f64::from(config.chat.threshold * 1000.0).round() / 1000.0,
         },
         "auth": {"api_keys": !config.auth.api_keys.is_empty()},
         "versions": {
