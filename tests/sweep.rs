@@ -21,6 +21,7 @@ async fn a_short_sweep_of_the_real_server_writes_a_report() {
     opts.step = Duration::from_secs(2);
     opts.warmup = Duration::from_secs(1);
     opts.probe_users = 4;
+    opts.saturation_users = 16;
     opts.max_steps = 2;
     opts.slo_p99 = Duration::from_secs(2);
     opts.fractions = vec![0.5];
@@ -40,7 +41,7 @@ async fn a_short_sweep_of_the_real_server_writes_a_report() {
         preset.max_rate.is_some_and(|r| r > 0.0),
         "no passing rate found"
     );
-    for kind in ["probe", "search", "fraction", "idle"] {
+    for kind in ["probe", "search", "fraction", "saturation", "idle"] {
         let steps: Vec<_> = preset.steps_of(kind).collect();
         assert!(!steps.is_empty(), "no {kind} step");
         for s in steps {

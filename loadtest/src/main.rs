@@ -131,6 +131,10 @@ struct SweepArgs {
     /// Users of the closed-loop probe.
     #[arg(long, default_value_t = 8)]
     probe_users: usize,
+    /// Users of the closed-loop saturation step after the fractions (zero
+    /// think time, no latency target); 0 skips it.
+    #[arg(long, default_value_t = 256)]
+    saturation_users: usize,
     /// Seconds of `concur bench` per preset (0 skips the engine ceiling).
     #[arg(long, default_value_t = 10)]
     bench_seconds: u64,
@@ -216,6 +220,7 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
     o.max_inflight = c.max_inflight;
     o.fractions = a.fractions.clone();
     o.probe_users = a.probe_users;
+    o.saturation_users = a.saturation_users;
     o.bench_seconds = a.bench_seconds;
     o.idle_max_requests = a.idle_requests;
     o.idle_max = secs(a.idle_seconds)?;
@@ -223,10 +228,13 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
     o.progress = !c.no_progress;
     let report = loadtest::sweep::run(&o).await?;
     for p in &report.presets {
+        let saturated = p.saturated_throughput.map_or_else(String::new, |t| {
+            format!("; saturated {t:.1} req/s with {} users", o.saturation_users)
+        });
         match (&p.error, p.max_rate) {
             (Some(e), _) => eprintln!("{}: error: {e}", p.name),
-            (None, Some(r)) => println!("{}: max {r:.1} req/s", p.name),
-            (None, None) => println!("{}: no rate met the target", p.name),
+            (None, Some(r)) => println!("{}: max {r:.1} req/s{saturated}", p.name),
+            (None, None) => println!("{}: no rate met the target{saturated}", p.name),
         }
     }
     println!("report: {}", a.out.join("report.md").display());

@@ -139,11 +139,14 @@ fn fraction_step(p: &PresetResult, f: f64) -> Option<&Step> {
 }
 
 fn summary_table(o: &mut String, r: &SweepReport) {
-    let _ = writeln!(o, "| preset | strategy | max rate (req/s) | throughput at max | % of own bench | % of engine ceiling | p50 / p99 at 0.5 (ms) | idle p99 (ms) | lag p99 at highest fraction (ms) | notes |");
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(o, "| preset | strategy | max rate under SLO (req/s) | throughput at max rate (req/s) | max-rate throughput % of own bench | max-rate throughput % of engine ceiling | saturated (req/s) | saturated % of own bench | saturated % of engine ceiling | p50 / p99 at 0.5 (ms) | idle p99 (ms) | lag p99 at highest fraction (ms) | notes |");
+    let _ = writeln!(
+        o,
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
     for p in &r.presets {
         let own = p.bench.as_ref().map(|b| b.sequences_per_second);
-        let of = |ceil: Option<f64>| pct(p.max_throughput.zip(ceil).map(|(t, c)| t / c));
+        let of = |x: Option<f64>, ceil: Option<f64>| pct(x.zip(ceil).map(|(t, c)| t / c));
         let half = fraction_step(p, 0.5).map(|s| &s.client.totals.latency);
         let idle = p
             .steps_of("idle")
@@ -153,32 +156,46 @@ fn summary_table(o: &mut String, r: &SweepReport) {
             .steps_of("fraction")
             .last()
             .and_then(|s| s.server.as_ref()?.event_loop_lag_p99_ms);
-        let best = if r.best_preset.as_deref() == Some(p.name.as_str()) {
-            "best; "
-        } else {
-            ""
-        };
-        let note = if p.error.is_some() {
-            "failed: see its section"
-        } else {
-            ""
-        };
+        let mut notes = Vec::new();
+        if r.best_preset.as_deref() == Some(p.name.as_str()) {
+            notes.push("best");
+        }
+        if p.steps_of("saturation").any(|s| !s.pass) {
+            notes.push("saturation step had errors");
+        }
+        if p.error.is_some() {
+            notes.push("failed: see its section");
+        }
         let _ = writeln!(
             o,
-            "| {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {best}{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} |",
             p.name,
             strategy_of(p),
             opt(p.max_rate, 1),
             opt(p.max_throughput, 1),
-            of(own),
-            of(r.engine_ceiling_sps),
+            of(p.max_throughput, own),
+            of(p.max_throughput, r.engine_ceiling_sps),
+            opt(p.saturated_throughput, 1),
+            of(p.saturated_throughput, own),
+            of(p.saturated_throughput, r.engine_ceiling_sps),
             opt(half.map(|l| l.p50_ms), 1),
             opt(half.map(|l| l.p99_ms), 1),
             opt(idle, 1),
             opt(lag, 2),
-            note,
+            notes.join("; "),
         );
     }
+    let slo = r.options.slo_p99.as_secs_f64() * 1000.0;
+    let users = r.options.saturation_users;
+    let saturated = if users > 0 {
+        format!("*saturated* is the throughput of a closed loop of {users} users with no think time, whose deep queue lets the batcher form the batches `concur bench` forms, with no latency target (its latency is in the step tables)")
+    } else {
+        "*saturated* was not measured (saturation step disabled)".to_string()
+    };
+    let _ = writeln!(
+        o,
+        "\nTwo throughputs: *max rate* is the highest open-loop rate whose client p99 stays within {slo:.0} ms, what the server sustains at that latency; {saturated}. Both are compared with the preset's own `concur bench` and with the engine ceiling."
+    );
 }
 
 fn step_table(o: &mut String, p: &PresetResult) {
@@ -194,9 +211,11 @@ fn step_table(o: &mut String, p: &PresetResult) {
         let t = &s.client.totals;
         let l = &t.latency;
         let b = s.server.clone().unwrap_or_default();
-        let name = match s.fraction {
-            Some(f) => format!("{} {f}", s.kind),
-            None => s.kind.clone(),
+        let name = match (s.fraction, s.client.users) {
+            (Some(f), _) => format!("{} {f}", s.kind),
+            // Closed-loop load steps name their users; idle is always one.
+            (None, Some(u)) if s.kind != "idle" => format!("{} ({u} users)", s.kind),
+            (None, _) => s.kind.clone(),
         };
         let _ = writeln!(
             o,
@@ -329,4 +348,126 @@ pub fn markdown(r: &SweepReport) -> String {
     }
     environment(&mut o, r);
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::Machine;
+    use crate::run::RunSummary;
+    use crate::server::BenchResult;
+    use crate::stats::{LatencySummary, Totals};
+    use crate::sweep::{SweepOptions, Versions};
+
+    fn step(kind: &str, fraction: Option<f64>, users: Option<usize>, rps: f64, p99: f64) -> Step {
+        Step {
+            kind: kind.into(),
+            fraction,
+            pass: true,
+            verdict: "ok".into(),
+            client: RunSummary {
+                users,
+                target_rate: users.is_none().then_some(rps),
+                totals: Totals {
+                    requests: 100,
+                    successes: 100,
+                    throughput_rps: rps,
+                    latency: LatencySummary {
+                        count: 100,
+                        p50_ms: p99 / 2.0,
+                        p99_ms: p99,
+                        ..LatencySummary::default()
+                    },
+                    ..Totals::default()
+                },
+                ..RunSummary::default()
+            },
+            server: None,
+        }
+    }
+
+    fn report(saturation_users: usize) -> SweepReport {
+        let mut options = SweepOptions::new(
+            "concur".into(),
+            vec!["config/workers.toml".into()],
+            "out".into(),
+            "corpus.jsonl".into(),
+        );
+        options.saturation_users = saturation_users;
+        let mut saturation = step("saturation", None, Some(256), 210.0, 1500.0);
+        saturation.verdict = "ok (no latency target)".into();
+        let preset = PresetResult {
+            name: "workers".into(),
+            config: "config/workers.toml".into(),
+            bench: Some(BenchResult {
+                sequences_per_second: 190.0,
+                ..BenchResult::default()
+            }),
+            steps: vec![
+                step("probe", None, Some(8), 165.0, 60.0),
+                step("search", None, None, 150.0, 90.0),
+                step("fraction", Some(0.5), None, 75.0, 20.0),
+                saturation,
+                step("idle", None, Some(1), 20.0, 8.0),
+            ],
+            max_rate: Some(150.0),
+            max_throughput: Some(150.0),
+            saturated_throughput: (saturation_users > 0).then_some(210.0),
+            ..PresetResult::default()
+        };
+        SweepReport {
+            machine: Machine::default(),
+            versions: Versions::default(),
+            options,
+            presets: vec![preset],
+            engine_ceiling_sps: Some(200.0),
+            best_preset: Some("workers".into()),
+            files: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn summary_states_both_throughputs_against_the_ceilings() {
+        let md = markdown(&report(256));
+        assert!(md.contains("| max rate under SLO (req/s) |"), "{md}");
+        assert!(md.contains("| max-rate throughput % of own bench | max-rate throughput % of engine ceiling | saturated (req/s) | saturated % of own bench | saturated % of engine ceiling |"), "{md}");
+        // max rate 150 (79% of its 190 bench, 75% of the 200 ceiling);
+        // saturated 210 (111% and 105%).
+        assert!(
+            md.contains("| workers | workers | 150.0 | 150.0 | 79% | 75% | 210.0 | 111% | 105% | 10.0 / 20.0 | 8.0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("closed loop of 256 users with no think time"),
+            "{md}"
+        );
+        assert!(md.contains("within 100 ms"), "{md}");
+        assert!(md.contains("| best |"), "{md}");
+    }
+
+    #[test]
+    fn step_table_lists_the_saturation_step() {
+        let md = markdown(&report(256));
+        assert!(
+            md.contains("| saturation (256 users) | – | 210.0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| ok (no latency target) |"), "{md}");
+        assert!(md.contains("| probe (8 users) |"), "{md}");
+        assert!(md.contains("| fraction 0.5 | 75.0 |"), "{md}");
+        assert!(md.contains("| idle | – |"), "{md}");
+    }
+
+    #[test]
+    fn disabled_or_failed_saturation_is_shown() {
+        let md = markdown(&report(0));
+        assert!(md.contains("| 75% | – | – | – |"), "{md}");
+        assert!(md.contains("saturation step disabled"), "{md}");
+        let mut r = report(256);
+        let s = &mut r.presets[0].steps[3];
+        s.pass = false;
+        s.verdict = "3 errors {\"503\": 3}".into();
+        let md = markdown(&r);
+        assert!(md.contains("| best; saturation step had errors |"), "{md}");
+    }
 }

@@ -119,6 +119,8 @@ fn run_test() {
     o.warmup = Duration::from_millis(300);
     o.max_steps = 3;
     o.fractions = vec![0.5, 0.9];
+    // Enough users for a deep queue, few enough for a shared test machine.
+    o.saturation_users = 32;
     o.bench_seconds = 1;
     o.idle_max_requests = 10;
     o.idle_max = Duration::from_secs(2);
@@ -137,6 +139,24 @@ fn run_test() {
     assert_eq!(fast.steps_of("probe").count(), 1);
     assert_eq!(fast.steps_of("search").count(), 3);
     assert_eq!(fast.steps_of("fraction").count(), 2);
+    let kinds: Vec<&str> = fast.steps.iter().map(|s| s.kind.as_str()).collect();
+    let n = kinds.len();
+    assert_eq!(
+        kinds[n - 4..],
+        ["fraction", "fraction", "saturation", "idle"],
+        "saturation runs after the fractions, before idle: {kinds:?}"
+    );
+    let sat = fast.steps_of("saturation").next().unwrap();
+    assert_eq!(sat.client.users, Some(32));
+    assert_eq!(sat.client.target_rate, None, "closed loop");
+    assert!(sat.pass, "{}", sat.verdict);
+    assert!(sat.client.totals.successes > 0);
+    assert!(sat.server.is_some(), "metrics scraped around saturation");
+    assert_eq!(
+        fast.saturated_throughput,
+        Some(sat.client.totals.throughput_rps)
+    );
+    assert!(fast.saturated_throughput.unwrap() > 0.0);
     let idle = fast.steps_of("idle").next().unwrap();
     assert_eq!(
         idle.client.totals.requests, 2,
@@ -157,6 +177,27 @@ fn run_test() {
     let md = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
     assert!(md.contains("| fast | fast |"), "{md}");
     assert!(md.contains("broken"));
+    for column in [
+        "| max rate under SLO (req/s) |",
+        "| max-rate throughput % of engine ceiling |",
+        "| saturated (req/s) | saturated % of own bench | saturated % of engine ceiling |",
+    ] {
+        assert!(md.contains(column), "missing {column}: {md}");
+    }
+    // The fast row's saturated figures are filled in, as a share of the
+    // fake bench's 400 seq/s (own bench and engine ceiling alike).
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| fast | fast |"))
+        .unwrap();
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let sat_rps = fast.saturated_throughput.unwrap();
+    assert_eq!(cells[7], format!("{sat_rps:.1}"), "{row}");
+    let sat_pct = format!("{:.0}%", sat_rps / 400.0 * 100.0);
+    assert_eq!(cells[8], sat_pct, "{row}");
+    assert_eq!(cells[9], sat_pct, "{row}");
+    assert!(md.contains("closed loop of 32 users"), "{md}");
+    assert!(md.contains("| saturation (32 users) |"), "{md}");
     for f in ["latency_vs_throughput.svg", "event_loop_lag.svg"] {
         let svg = std::fs::read_to_string(dir.join("out").join(f)).unwrap();
         assert!(svg.contains("<polyline") && svg.contains("fast"), "{f}");
@@ -165,6 +206,8 @@ fn run_test() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("out/results.json")).unwrap())
             .unwrap();
     assert_eq!(json["presets"][0]["name"], "fast");
+    assert_eq!(json["presets"][0]["saturated_throughput"], sat_rps);
+    assert_eq!(json["options"]["saturation_users"], 32);
     if std::env::var_os("KEEP_SWEEP_OUT").is_none() {
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -1,13 +1,14 @@
 //! `loadtest sweep`: for each config preset, start the server, find the
 //! highest open-loop rate it sustains within the p99 target, measure at
 //! fixed fractions of that rate with the server's own breakdown, measure
-//! idle single-request latency, stop it; then write the report.
+//! closed-loop saturation throughput with many users, measure idle
+//! single-request latency, stop it; then write the report.
 
 mod options;
 mod results;
 
 pub use options::SweepOptions;
-pub use results::{verdict, PresetResult, Step, SweepReport, Versions};
+pub use results::{saturation_verdict, verdict, PresetResult, Step, SweepReport, Versions};
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -194,6 +195,19 @@ async fn measure(
             );
         }
     }
+    // Many users, no think time: the queue stays deep, so the batcher can
+    // form the batches `concur bench` forms. Informational, no latency target.
+    if opts.saturation_users > 0 {
+        let many = Load::Closed {
+            users: opts.saturation_users,
+            think_time: Duration::ZERO,
+        };
+        let step = ctx
+            .step("saturation", None, many, opts.warmup, None)
+            .await?;
+        result.saturated_throughput = Some(step.client.totals.throughput_rps);
+        result.steps.push(step);
+    }
     // One request at a time to an idle server: the floor the loaded p99s
     // are compared with.
     let single = Load::Closed {
@@ -257,12 +271,19 @@ impl Ctx<'_> {
         let before = self.scrape().await;
         let client = run::run(&run_opts).await?;
         let after = self.scrape().await;
-        let checked = verdict(&client.totals, o.slo_p99, o.max_late_fraction);
+        let (checked, ok) = if kind == "saturation" {
+            (saturation_verdict(&client.totals), "ok (no latency target)")
+        } else {
+            (
+                verdict(&client.totals, o.slo_p99, o.max_late_fraction),
+                "ok",
+            )
+        };
         Ok(Step {
             kind: kind.to_string(),
             fraction,
             pass: checked.is_ok(),
-            verdict: checked.err().unwrap_or_else(|| "ok".into()),
+            verdict: checked.err().unwrap_or_else(|| ok.into()),
             client,
             server: before.zip(after).map(|(b, a)| breakdown(&b, &a)),
         })

@@ -36,6 +36,10 @@ pub struct SweepOptions {
     pub warmup: Duration,
     /// Users of the closed-loop probe whose throughput seeds the search.
     pub probe_users: usize,
+    /// Users of the closed-loop saturation step (zero think time) run after
+    /// the fractions; its deep queue lets a length-aware batcher form the
+    /// batches `concur bench` forms. 0 skips the step.
+    pub saturation_users: usize,
     /// The search starts at this fraction of the probe's throughput.
     pub start_fraction: f64,
     /// Rate multiplier while steps pass.
@@ -79,7 +83,8 @@ pub struct SweepOptions {
 impl SweepOptions {
     /// Defaults sized for a real comparison on a 2-core machine (about 2-3
     /// minutes per preset): 10 s steps, at most 8 search steps, p99 target
-    /// 100 ms, fractions 0.25/0.5/0.75/0.9, 10 s of `concur bench`.
+    /// 100 ms, fractions 0.25/0.5/0.75/0.9, a 256-user saturation step,
+    /// 10 s of `concur bench`.
     pub fn new(
         concur_bin: PathBuf,
         configs: Vec<PathBuf>,
@@ -96,6 +101,7 @@ impl SweepOptions {
             step: Duration::from_secs(10),
             warmup: Duration::from_secs(5),
             probe_users: 8,
+            saturation_users: 256,
             start_fraction: 0.5,
             ramp: 1.4,
             precision: 0.05,

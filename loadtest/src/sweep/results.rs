@@ -16,11 +16,12 @@ use super::SweepOptions;
 /// One measured load step: the client's view and the server's breakdown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
-    /// `probe`, `search`, `fraction` or `idle`.
+    /// `probe`, `search`, `fraction`, `saturation` or `idle`.
     pub kind: String,
     /// For `fraction` steps: the fraction of the found rate.
     pub fraction: Option<f64>,
-    /// Whether the step met the target (errors, late sends, p99).
+    /// Whether the step met the target (errors, late sends, p99); for the
+    /// `saturation` step, which has no latency target, only errors count.
     pub pass: bool,
     /// Why it failed, or `ok`.
     pub verdict: String,
@@ -43,12 +44,15 @@ pub struct PresetResult {
     pub bench: Option<BenchResult>,
     /// Why the bench failed, if it did.
     pub bench_error: Option<String>,
-    /// Steps in order: probe, search steps, fractions, idle.
+    /// Steps in order: probe, search steps, fractions, saturation, idle.
     pub steps: Vec<Step>,
     /// Highest open-loop rate that passed.
     pub max_rate: Option<f64>,
     /// Achieved throughput at `max_rate`.
     pub max_throughput: Option<f64>,
+    /// Achieved throughput of the closed-loop saturation step (req/s), no
+    /// latency target; `None` if the step was skipped.
+    pub saturated_throughput: Option<f64>,
     /// What stopped the preset early, with the server log's tail.
     pub error: Option<String>,
     /// The server's log file.
@@ -110,6 +114,19 @@ pub fn verdict(t: &Totals, slo_p99: Duration, max_late_fraction: f64) -> Result<
     Ok(())
 }
 
+/// The informational verdict of the saturation step: no latency target and
+/// no late sends (closed loop), so it fails only on errors or if nothing
+/// succeeded.
+pub fn saturation_verdict(t: &Totals) -> Result<(), String> {
+    if t.error_count() > 0 {
+        return Err(format!("{} errors {:?}", t.error_count(), t.errors));
+    }
+    if t.latency.count == 0 {
+        return Err("no successful requests".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +159,14 @@ mod tests {
         errs.errors.insert("429".into(), 1);
         assert!(verdict(&errs, slo, 0.01).unwrap_err().contains("errors"));
         assert!(verdict(&Totals::default(), slo, 0.01).is_err());
+    }
+
+    #[test]
+    fn saturation_verdict_ignores_p99_but_not_errors() {
+        assert!(saturation_verdict(&totals(5000.0)).is_ok());
+        let mut errs = totals(10.0);
+        errs.errors.insert("503".into(), 3);
+        assert!(saturation_verdict(&errs).unwrap_err().contains("3 errors"));
+        assert!(saturation_verdict(&Totals::default()).is_err());
     }
 }
