@@ -37,3 +37,18 @@ fmt:
 
 clean-models:
 	rm -rf models/all-MiniLM-L6-v2 lib
+
+# Packaging and scale-out (deploy/README.md); not part of `make test`.
+.PHONY: docker-check deploy-check replicas-test
+
+# The Dockerfile without a Docker engine: hadolint, then its stages replayed here (1-2 min).
+docker-check:
+	@bash scripts/check-docker.sh
+
+# deploy/kubernetes/: yamllint, schema validation, cross-checks against the config and image.
+deploy-check:
+	@bash scripts/check-deploy.sh
+
+# Three replicas behind HAProxy, one stopped under load: no request may fail (about 30 s).
+replicas-test: build
+	@bash scripts/replicas-test.sh
