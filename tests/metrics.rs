@@ -11,19 +11,24 @@ use http_body_util::Full;
 use serde_json::json;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// The real engine behind a gate the test opens and closes.
+type Gate = Arc<(Mutex<bool>, Condvar)>;
+
+/// The real engine behind a gate the test opens and closes; counts the rows it ran.
 struct Gated {
     inner: OnnxEngine,
-    gate: Arc<(Mutex<bool>, Condvar)>,
+    gate: Gate,
+    rows: Arc<AtomicUsize>,
 }
 
 impl Engine for Gated {
     fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
         let (lock, cv) = &*self.gate;
         drop(cv.wait_while(lock.lock().unwrap(), |open| !*open).unwrap());
+        self.rows.fetch_add(batch.rows.len(), Ordering::SeqCst);
         self.inner.embed(batch)
     }
 }
@@ -31,6 +36,59 @@ impl Engine for Gated {
 fn set_gate(gate: &(Mutex<bool>, Condvar), open: bool) {
     *gate.0.lock().unwrap() = open;
     gate.1.notify_all();
+}
+
+/// A real server whose engine runs behind a gate.
+struct GatedServer {
+    server: Arc<TestServer>,
+    gate: Gate,
+    rows: Arc<AtomicUsize>,
+}
+
+impl GatedServer {
+    async fn start(extra: &str) -> GatedServer {
+        let config = common::config(extra);
+        let gate: Gate = Arc::new((Mutex::new(true), Condvar::new()));
+        let rows = Arc::new(AtomicUsize::new(0));
+        let (model, exec, g, r) = (
+            config.model.clone(),
+            config.executor.clone(),
+            gate.clone(),
+            rows.clone(),
+        );
+        let factory: EngineFactory = Arc::new(move || {
+            Ok(Box::new(Gated {
+                inner: OnnxEngine::load(&model, &exec)?,
+                gate: g.clone(),
+                rows: r.clone(),
+            }) as Box<dyn Engine>)
+        });
+        let server = Arc::new(TestServer::start_with(config, |s| s.engine_factory(factory)).await);
+        GatedServer { server, gate, rows }
+    }
+
+    /// Closes the gate and sends `text`, which then holds the (only) session; returns once
+    /// the engine is busy with it.
+    async fn hold_session(
+        &self,
+        text: &str,
+    ) -> tokio::task::JoinHandle<(hyper::StatusCode, hyper::HeaderMap, serde_json::Value)> {
+        set_gate(&self.gate, false);
+        let (server, body) = (self.server.clone(), json!({"inputs": text}));
+        let held = tokio::spawn(async move { server.post("/embed", &body).await });
+        while sample(&scrape(&self.server).await, "concur_busy_workers", &[]) < 1.0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        held
+    }
+
+    async fn stop(self) {
+        Arc::try_unwrap(self.server)
+            .ok()
+            .expect("no clients left")
+            .stop()
+            .await;
+    }
 }
 
 /// The value of the first sample of `name` whose labels include every `labels` pair.
@@ -82,38 +140,20 @@ fn promtool_check(exposition: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_and_histograms_follow_a_known_sequence() {
-    let config = common::config(
+    let gated = GatedServer::start(
         "[executor]\nstrategy = \"workers\"\nsessions = 1\n[batching]\nqueue_capacity = 2\n[limits]\nmax_inputs = 2\n[chat]\nenabled = false\n",
-    );
-    let gate = Arc::new((Mutex::new(true), Condvar::new()));
-    let (model, exec, g) = (config.model.clone(), config.executor.clone(), gate.clone());
-    let factory: EngineFactory = Arc::new(move || {
-        Ok(Box::new(Gated {
-            inner: OnnxEngine::load(&model, &exec)?,
-            gate: g.clone(),
-        }) as Box<dyn Engine>)
-    });
-    let server = Arc::new(TestServer::start_with(config, |s| s.engine_factory(factory)).await);
-    let embed = |text: &str| json!({"inputs": text});
-
-    let (s, _, _) = server.post("/embed", &embed("hello there")).await;
+    )
+    .await;
+    let server = gated.server.clone();
+    let (s, _, _) = server
+        .post("/embed", &json!({"inputs": "hello there"}))
+        .await;
     assert_eq!(s, 200);
     let (s, _, _) = server.post("/embed", &json!({"inputs": []})).await;
     assert_eq!(s, 422);
 
     // Hold the only session, so the next inputs wait in the queue.
-    set_gate(&gate, false);
-    let blocked = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            server
-                .post("/embed", &json!({"inputs": "this one holds the session"}))
-                .await
-        })
-    };
-    while sample(&scrape(&server).await, "concur_busy_workers", &[]) < 1.0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let blocked = gated.hold_session("this one holds the session").await;
     let expiring = {
         let server = server.clone();
         tokio::spawn(async move {
@@ -136,7 +176,7 @@ async fn counters_and_histograms_follow_a_known_sequence() {
     assert_eq!(headers["retry-after"], "1");
     let (s, _, body) = expiring.await.unwrap();
     assert_eq!(s, 503, "{}", String::from_utf8_lossy(&body));
-    set_gate(&gate, true);
+    set_gate(&gated.gate, true);
     let (s, headers, _) = blocked.await.unwrap();
     assert_eq!(s, 200);
     let queue_ms: f64 = headers["x-queue-time"].to_str().unwrap().parse().unwrap();
@@ -186,11 +226,8 @@ async fn counters_and_histograms_follow_a_known_sequence() {
         );
     }
     promtool_check(&m);
-    Arc::try_unwrap(server)
-        .ok()
-        .expect("no clients left")
-        .stop()
-        .await;
+    drop(server);
+    gated.stop().await;
 }
 
 /// Fraction of lag-probe wakes later than `threshold` seconds (a bucket boundary).
@@ -268,54 +305,14 @@ async fn inline_blocks_the_event_loop_and_workers_does_not() {
 /// it reaches the engine, and counted as cancelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnected_client_never_reaches_the_engine() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::AsyncWriteExt;
 
-    struct Counting {
-        inner: Gated,
-        rows: Arc<AtomicUsize>,
-    }
-    impl Engine for Counting {
-        fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError> {
-            let out = self.inner.embed(batch);
-            self.rows.fetch_add(batch.rows.len(), Ordering::SeqCst);
-            out
-        }
-    }
-    let config = common::config(
+    let gated = GatedServer::start(
         "[executor]\nstrategy = \"workers\"\nsessions = 1\n[chat]\nenabled = false\n",
-    );
-    let gate = Arc::new((Mutex::new(true), Condvar::new()));
-    let rows = Arc::new(AtomicUsize::new(0));
-    let (model, exec, g, r) = (
-        config.model.clone(),
-        config.executor.clone(),
-        gate.clone(),
-        rows.clone(),
-    );
-    let factory: EngineFactory = Arc::new(move || {
-        let inner = Gated {
-            inner: OnnxEngine::load(&model, &exec)?,
-            gate: g.clone(),
-        };
-        Ok(Box::new(Counting {
-            inner,
-            rows: r.clone(),
-        }) as Box<dyn Engine>)
-    });
-    let server = Arc::new(TestServer::start_with(config, |s| s.engine_factory(factory)).await);
-    set_gate(&gate, false);
-    let blocked = {
-        let server = server.clone();
-        tokio::spawn(async move {
-            server
-                .post("/embed", &json!({"inputs": "holding the session"}))
-                .await
-        })
-    };
-    while sample(&scrape(&server).await, "concur_busy_workers", &[]) < 1.0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    )
+    .await;
+    let server = gated.server.clone();
+    let blocked = gated.hold_session("holding the session").await;
     // A raw client sends a whole request, then hangs up while it is queued.
     let body = json!({"inputs": "nobody will read this answer"}).to_string();
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -336,7 +333,7 @@ async fn a_disconnected_client_never_reaches_the_engine() {
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    set_gate(&gate, true);
+    set_gate(&gated.gate, true);
     assert_eq!(blocked.await.unwrap().0, 200);
     // Another request, so the batcher has certainly pruned the queue since the hang-up.
     assert_eq!(
@@ -344,15 +341,12 @@ async fn a_disconnected_client_never_reaches_the_engine() {
         200
     );
     assert_eq!(
-        rows.load(Ordering::SeqCst),
+        gated.rows.load(Ordering::SeqCst),
         2,
         "the cancelled input reached the engine"
     );
     let m = scrape(&server).await;
     assert_eq!(sample(&m, "concur_queue_depth", &[]), 0.0);
-    Arc::try_unwrap(server)
-        .ok()
-        .expect("no clients left")
-        .stop()
-        .await;
+    drop(server);
+    gated.stop().await;
 }
