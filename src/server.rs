@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -87,30 +88,10 @@ impl Server {
             metrics.clone(),
             stop_probe.clone(),
         ));
+        let listen = self.listener.local_addr().ok();
         // Accept before loading: /health answers at once, /ready once the model is in.
         let stop_accepting = CancellationToken::new();
-        let connections = Arc::new(Semaphore::new(config.server.max_connections));
-        let public_scope = if self.admin.is_some() {
-            Scope::Public
-        } else {
-            Scope::All
-        };
-        let mut loops = vec![tokio::spawn(accept_loop(
-            self.listener,
-            public_scope,
-            state.clone(),
-            connections.clone(),
-            stop_accepting.clone(),
-        ))];
-        if let Some(admin) = self.admin {
-            loops.push(tokio::spawn(accept_loop(
-                admin,
-                Scope::Admin,
-                state.clone(),
-                connections,
-                stop_accepting.clone(),
-            )));
-        }
+        let loops = start_listeners(self.listener, self.admin, &state, &stop_accepting);
         let tracker = TaskTracker::new();
         let stop_batcher = CancellationToken::new();
         let factory = self.factory.unwrap_or_else(|| onnx_factory(&config));
@@ -118,13 +99,8 @@ impl Server {
             r = load(&config, &metrics, factory, &tracker, &stop_batcher) => r,
             _ = shutdown.cancelled() => Err(ServeError::Cancelled),
         };
-        let executor = match loaded {
-            Ok((services, executor)) => {
-                state.set_services(services);
-                tracing::info!(listen = %config.server.listen, "ready");
-                shutdown.cancelled().await;
-                Some(executor)
-            }
+        let (services, executor) = match loaded {
+            Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!("startup failed: {e}");
                 stop_accepting.cancel();
@@ -132,25 +108,86 @@ impl Server {
                 return Err(e);
             }
         };
-        let deadline = Instant::now() + config.server.drain_timeout + config.server.shutdown_grace;
-        tracing::info!("shutting down: not ready any more");
-        state.start_draining();
-        sleep(config.server.shutdown_grace).await;
-        stop_accepting.cancel();
-        for l in loops {
-            let _ = l.await;
-        }
-        stop_batcher.cancel();
-        tracker.close();
-        if timeout_at(deadline, tracker.wait()).await.is_err() {
-            tracing::warn!("the batch queue did not drain before the deadline");
-        }
-        if let Some(executor) = executor {
-            let _ = tokio::task::spawn_blocking(move || executor.shutdown()).await;
-        }
+        state.set_services(services);
+        tracing::info!(listen = ?listen, "ready");
+        shutdown.cancelled().await;
+        let drain = Drain {
+            state,
+            loops,
+            stop_accepting,
+            stop_batcher,
+            tracker,
+            executor,
+        };
+        drain.run().await;
         stop_probe.cancel();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Starts the public listener's accept loop, and the admin one if any. Both share the
+/// connection cap.
+fn start_listeners(
+    public: TcpListener,
+    admin: Option<TcpListener>,
+    state: &Arc<AppState>,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let connections = Arc::new(Semaphore::new(state.config.server.max_connections));
+    let scope = if admin.is_some() {
+        Scope::Public
+    } else {
+        Scope::All
+    };
+    let mut loops = vec![tokio::spawn(accept_loop(
+        public,
+        scope,
+        state.clone(),
+        connections.clone(),
+        stop.clone(),
+    ))];
+    if let Some(admin) = admin {
+        loops.push(tokio::spawn(accept_loop(
+            admin,
+            Scope::Admin,
+            state.clone(),
+            connections,
+            stop.clone(),
+        )));
+    }
+    loops
+}
+
+/// What a graceful shutdown has to stop, in order.
+struct Drain {
+    state: Arc<AppState>,
+    loops: Vec<JoinHandle<()>>,
+    stop_accepting: CancellationToken,
+    stop_batcher: CancellationToken,
+    tracker: TaskTracker,
+    executor: Arc<Executor>,
+}
+
+impl Drain {
+    async fn run(self) {
+        let server = &self.state.config.server;
+        let deadline = Instant::now() + server.drain_timeout + server.shutdown_grace;
+        tracing::info!("shutting down: not ready any more");
+        self.state.start_draining();
+        // Time for load balancers to see /ready fail before connections are refused.
+        sleep(server.shutdown_grace).await;
+        self.stop_accepting.cancel();
+        for l in self.loops {
+            let _ = l.await;
+        }
+        self.stop_batcher.cancel();
+        self.tracker.close();
+        if timeout_at(deadline, self.tracker.wait()).await.is_err() {
+            tracing::warn!("the batch queue did not drain before the deadline");
+        }
+        let executor = self.executor;
+        let _ = tokio::task::spawn_blocking(move || executor.shutdown()).await;
     }
 }
 
