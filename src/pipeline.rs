@@ -66,10 +66,6 @@ impl Pipeline {
         }
     }
 
-    pub fn max_tokens(&self) -> usize {
-        self.tokenizer.max_len()
-    }
-
     /// Embeds `texts`; the inputs leave the queue unanswered if `deadline` passes first.
     pub async fn embed(
         &self,

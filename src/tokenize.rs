@@ -46,10 +46,6 @@ impl TextTokenizer {
         })
     }
 
-    pub fn max_len(&self) -> usize {
-        self.max_len
-    }
-
     /// Token ids of `text` with `[CLS]`/`[SEP]`. Longer than the maximum: truncated (the
     /// last kept piece is followed by `[SEP]`, exactly like the library's own truncation)
     /// or an error, as `truncate` says. `index` names the input in errors.

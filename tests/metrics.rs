@@ -5,7 +5,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::TestServer;
+use common::{sample, scrape, TestServer};
 use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine};
 use http_body_util::Full;
 use serde_json::json;
@@ -83,33 +83,8 @@ impl GatedServer {
     }
 
     async fn stop(self) {
-        Arc::try_unwrap(self.server)
-            .ok()
-            .expect("no clients left")
-            .stop()
-            .await;
+        common::stop_shared(self.server).await;
     }
-}
-
-/// The value of the first sample of `name` whose labels include every `labels` pair.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .map(|v| v.parse().unwrap())
-        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
-}
-
-async fn scrape(server: &TestServer) -> String {
-    let (status, body) = server.get("/metrics").await;
-    assert_eq!(status, 200);
-    String::from_utf8(body.to_vec()).unwrap()
 }
 
 fn promtool_check(exposition: &str) {
@@ -283,11 +258,7 @@ async fn inline_blocks_the_event_loop_and_workers_does_not() {
         let m = load_then_scrape(server.clone(), 6, 4).await;
         assert!(sample(&m, "concur_batch_size_count", &[]) > 0.0);
         late.push((late_fraction(&m, "0.02"), late_fraction(&m, "0.005")));
-        Arc::try_unwrap(server)
-            .ok()
-            .expect("no clients left")
-            .stop()
-            .await;
+        common::stop_shared(server).await;
     }
     let (inline, workers) = (late[0], late[1]);
     println!("probe wakes later than 20 ms / 5 ms: inline {inline:?}, workers {workers:?}");

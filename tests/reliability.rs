@@ -84,18 +84,13 @@ async fn overload_is_refused_fast_and_recovered_from() {
         .post("/embed", &json!({"inputs": "back to normal?"}))
         .await;
     assert_eq!(s, 200);
-    let (_, m) = server.get("/metrics").await;
-    let m = String::from_utf8(m.to_vec()).unwrap();
-    assert!(
-        m.lines()
-            .any(|l| l.starts_with("concur_queue_depth{") && l.ends_with(" 0")),
+    let m = common::scrape(&server).await;
+    assert_eq!(
+        common::sample(&m, "concur_queue_depth", &[]),
+        0.0,
         "queue not empty"
     );
-    Arc::try_unwrap(server)
-        .ok()
-        .expect("no clients left")
-        .stop()
-        .await;
+    common::stop_shared(server).await;
 }
 
 /// The real engine, which panics on the next batch when told to.
@@ -155,11 +150,10 @@ async fn a_failing_batch_fails_only_its_requests() {
                 .await;
             assert_eq!(s, 200, "{strategy}: {body}");
         }
-        let (_, m) = server.get("/metrics").await;
-        let m = String::from_utf8(m.to_vec()).unwrap();
-        assert!(
-            m.lines()
-                .any(|l| l.starts_with("concur_worker_restarts_total{") && l.ends_with(" 1")),
+        let m = common::scrape(&server).await;
+        assert_eq!(
+            common::sample(&m, "concur_worker_restarts_total", &[]),
+            1.0,
             "{strategy}"
         );
         server.stop().await;

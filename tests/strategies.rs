@@ -63,11 +63,7 @@ async fn check_strategy(preset: &str) {
             );
         }
     }
-    Arc::try_unwrap(server)
-        .ok()
-        .expect("no clients left")
-        .stop()
-        .await;
+    common::stop_shared(server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

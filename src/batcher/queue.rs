@@ -89,6 +89,11 @@ impl<T: Queued> Queue<T> {
     /// Removes entries that expired by `now` or were cancelled, and hands them back so the
     /// caller can answer and count them. They never reach the engine.
     pub fn prune(&mut self, now: Instant) -> Vec<(T, DropReason)> {
+        // The batcher calls this on every wake-up: rebuild the queue only when needed.
+        let dead = |e: &T| e.is_cancelled() || e.deadline() <= now;
+        if !self.entries.iter().any(dead) {
+            return Vec::new();
+        }
         let mut dropped = Vec::new();
         let mut kept = VecDeque::with_capacity(self.entries.len());
         for e in self.entries.drain(..) {

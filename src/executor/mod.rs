@@ -34,7 +34,6 @@ pub(crate) trait Dispatch: Send + Sync {
 
 /// The configured strategy plus the slot semaphore that caps batches in flight.
 pub struct Executor {
-    strategy: Strategy,
     dispatch: Box<dyn Dispatch>,
     /// A tokio semaphore because the batcher awaits it; one permit per engine session, so
     /// no strategy ever has more batches running than it has sessions.
@@ -66,15 +65,10 @@ impl Executor {
             Strategy::Workers => Box::new(workers::Workers::new(n, ctx)?),
         };
         Ok(Executor {
-            strategy: config.strategy,
             dispatch,
             slots: Arc::new(Semaphore::new(n)),
             metrics,
         })
-    }
-
-    pub fn strategy(&self) -> Strategy {
-        self.strategy
     }
 
     /// Waits until a session is idle.

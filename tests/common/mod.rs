@@ -11,7 +11,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -233,10 +233,6 @@ pub fn floats(v: &Value) -> Vec<f32> {
         .collect()
 }
 
-pub fn exists(p: &Path) -> bool {
-    p.exists()
-}
-
 /// Runs a script from tests/python with the project's virtual environment.
 pub fn run_python(script: &str, args: &[&str]) {
     let root = root();
@@ -264,4 +260,34 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// The value of the first sample of `name` whose labels include every `labels` pair.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse().unwrap())
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+pub async fn scrape(server: &TestServer) -> String {
+    let (status, body) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+/// Stops a server shared with client tasks, once they have all finished.
+pub async fn stop_shared(server: std::sync::Arc<TestServer>) {
+    std::sync::Arc::try_unwrap(server)
+        .ok()
+        .expect("no clients left")
+        .stop()
+        .await;
 }
