@@ -1,10 +1,83 @@
-//! The body of `GET /info`: what is being served, and how.
+//! The body of `GET /info`: what is being served, and how. Typed, so that the OpenAPI
+//! document describes exactly what is sent.
 
 use crate::chat::ChatBot;
 use crate::config::Config;
 use crate::engine::resolve_ort_library;
 use crate::threads::ThreadBudget;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// What is being served, and how.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Info {
+    pub model: ModelInfo,
+    /// The executor strategy (`inline`, `spawn_blocking`, `rayon`, `workers`, ...).
+    pub strategy: String,
+    /// The resolved `[executor]` section.
+    #[schema(value_type = Object)]
+    pub executor: Value,
+    pub batching: BatchingInfo,
+    pub limits: LimitsInfo,
+    /// The thread budget: inference threads, tokio workers, CPUs the process may use.
+    #[schema(value_type = Object)]
+    pub threads: Value,
+    pub chat: ChatInfo,
+    pub auth: AuthInfo,
+    pub versions: Versions,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelInfo {
+    pub name: String,
+    /// `fp32` or `int8`.
+    pub variant: String,
+    pub file: String,
+    pub max_seq_length: usize,
+    pub dimensions: usize,
+    pub pooling: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchingInfo {
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub max_wait_ms: f64,
+    pub length_aware: bool,
+    pub queue_capacity: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitsInfo {
+    pub max_body_bytes: usize,
+    pub max_inputs: usize,
+    pub max_input_chars: usize,
+    pub default_deadline_ms: u64,
+    pub max_deadline_ms: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatInfo {
+    pub enabled: bool,
+    /// Knowledge-base entries; null when chat is disabled.
+    pub entries: Option<usize>,
+    pub threshold: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthInfo {
+    /// Whether the inference routes require a bearer token.
+    pub api_keys: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Versions {
+    pub concur: String,
+    pub ort_crate: String,
+    /// The ONNX Runtime library loaded, when it was found.
+    pub onnxruntime_library: Option<String>,
+}
 
 /// Builds the `/info` document once, at start.
 pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> Value {
@@ -12,42 +85,53 @@ pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> 
     let library = resolve_ort_library(config.model.ort_library.as_deref())
         .ok()
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
-    json!({
-        "model": {
-            "name": config.model.name,
-            "variant": config.model.variant,
-            "file": config.model.model_path(),
-            "max_seq_length": config.model.max_seq_length,
-            "dimensions": 384,
-            "pooling": "mean",
+    let info = Info {
+        model: ModelInfo {
+            name: config.model.name.clone(),
+            variant: text(&config.model.variant),
+            file: config.model.model_path().display().to_string(),
+            max_seq_length: config.model.max_seq_length,
+            dimensions: 384,
+            pooling: "mean".into(),
         },
-        "strategy": config.executor.strategy,
-        "executor": config.executor,
-        "batching": {
-            "max_batch_size": b.max_batch_size,
-            "max_batch_tokens": b.max_batch_tokens,
-            "max_wait_ms": b.max_wait.as_secs_f64() * 1e3,
-            "length_aware": b.length_aware,
-            "queue_capacity": b.queue_capacity,
+        strategy: text(&config.executor.strategy),
+        executor: serde_json::to_value(&config.executor).unwrap_or_default(),
+        batching: BatchingInfo {
+            max_batch_size: b.max_batch_size,
+            max_batch_tokens: b.max_batch_tokens,
+            max_wait_ms: b.max_wait.as_secs_f64() * 1e3,
+            length_aware: b.length_aware,
+            queue_capacity: b.queue_capacity,
         },
-        "limits": {
-            "max_body_bytes": config.limits.max_body_bytes,
-            "max_inputs": config.limits.max_inputs,
-            "max_input_chars": config.limits.max_input_chars,
-            "default_deadline_ms": config.limits.default_deadline.as_millis() as u64,
-            "max_deadline_ms": config.limits.max_deadline.as_millis() as u64,
+        limits: LimitsInfo {
+            max_body_bytes: config.limits.max_body_bytes,
+            max_inputs: config.limits.max_inputs,
+            max_input_chars: config.limits.max_input_chars,
+            default_deadline_ms: config.limits.default_deadline.as_millis() as u64,
+            max_deadline_ms: config.limits.max_deadline.as_millis() as u64,
         },
-        "threads": budget,
-        "chat": {
-            "enabled": chat.is_some(),
-            "entries": chat.map(ChatBot::len),
-            "threshold": f64::from(config.chat.threshold * 1000.0).round() / 1000.0,
+        threads: serde_json::to_value(budget).unwrap_or_default(),
+        chat: ChatInfo {
+            enabled: chat.is_some(),
+            entries: chat.map(ChatBot::len),
+            threshold: f64::from(config.chat.threshold * 1000.0).round() / 1000.0,
         },
-        "auth": {"api_keys": !config.auth.api_keys.is_empty()},
-        "versions": {
-            "concur": env!("CARGO_PKG_VERSION"),
-            "ort_crate": "2.0.0-rc.15",
-            "onnxruntime_library": library,
+        auth: AuthInfo {
+            api_keys: !config.auth.api_keys.is_empty(),
         },
-    })
+        versions: Versions {
+            concur: env!("CARGO_PKG_VERSION").into(),
+            ort_crate: "2.0.0-rc.15".into(),
+            onnxruntime_library: library.map(|p| p.display().to_string()),
+        },
+    };
+    serde_json::to_value(info).unwrap_or_default()
+}
+
+/// A config enum as the string it serializes to.
+fn text(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        other => other.map(|v| v.to_string()).unwrap_or_default(),
+    }
 }

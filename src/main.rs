@@ -1,4 +1,4 @@
-//! The `concur` command: `serve`, `bench`, `check-config`. Thin: everything else is the
+//! The `concur` command: `serve`, `bench`, `check-config`, `openapi`. Thin: everything else is the
 //! library, so tests drive the same code.
 
 use anyhow::{Context, Result};
@@ -61,6 +61,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Print the OpenAPI document a server with this configuration serves at /openapi.json.
+    Openapi {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 impl ConfigArgs {
@@ -94,6 +99,12 @@ fn main() -> Result<()> {
         Command::CheckConfig { config } => {
             let c = config.load(None)?;
             println!("{c:#?}");
+            Ok(())
+        }
+        Command::Openapi { config } => {
+            let doc =
+                concur::http::openapi::document(&config.load(None)?, concur::http::Scope::All);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
     }

@@ -56,7 +56,11 @@ impl AppState {
 
     /// Whether `name` refers to the served model (the short or the hub name).
     pub fn is_served_model(&self, name: &str) -> bool {
-        let served = &self.config.model.name;
-        name == served || name.rsplit('/').next() == Some(served.as_str())
+        names_model(name, &self.config.model.name)
     }
+}
+
+/// Whether `name` refers to the model `served`: its short name or a hub name ending in it.
+pub fn names_model(name: &str, served: &str) -> bool {
+    name == served || name.rsplit('/').next() == Some(served)
 }

@@ -4,7 +4,7 @@ use super::error::ApiError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderMap, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use serde_json::Value;
 /// Invalid JSON is 400; a body over the limit is 413, refused from `Content-Length` before
 /// reading or as soon as the count passes the limit (never buffered whole).
 pub async fn read_json(req: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
-    check_content_type(&req)?;
+    check_content_type(req.headers())?;
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -35,7 +35,12 @@ pub async fn read_json(req: Request<Incoming>, limit: usize) -> Result<Value, Ap
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&bytes)
+    parse_json(&bytes)
+}
+
+/// The body as JSON; anything else is 400.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
 }
 
@@ -45,8 +50,8 @@ fn too_large(limit: usize) -> ApiError {
 
 /// A body sent with a content type must say JSON; none at all is accepted (curl -d sends
 /// form encoding unless told otherwise, which we refuse with a clear message).
-fn check_content_type(req: &Request<Incoming>) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(CONTENT_TYPE) else {
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(CONTENT_TYPE) else {
         return Ok(());
     };
     let mime = value

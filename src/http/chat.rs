@@ -1,29 +1,86 @@
 //! `POST /v1/chat/completions`: OpenAI-compatible chat answered by retrieval, with
 //! server-sent events when `stream` is true.
 
-use super::embeddings::check_model;
+use super::chat_types::*;
 use super::error::ApiError;
-use super::input::{self, InputLimits};
+use super::input::{typed, InputLimits, Served};
 use super::{json_response, Body, Ctx};
+use crate::chat::{ChatBot, Match};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
-
-/// The chat request, validated.
-struct ChatRequest {
-    question: String,
-    stream: bool,
-    include_usage: bool,
+/// A chat request, validated: what the bot needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidChat {
+    /// The last user message.
+    pub question: String,
+    pub stream: bool,
+    pub include_usage: bool,
 }
 
+/// Types and checks a chat completions body.
+pub fn parse_chat(body: Value, served: &Served<'_>) -> Result<ValidChat, ApiError> {
+    let req: ChatCompletionRequest = typed(body)?;
+    served.check_model(req.model.as_deref())?;
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid(
+            "messages",
+            "`messages` must not be empty",
+        ));
+    }
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("n", "only n = 1 is supported"));
+    }
+    let Some((i, message)) = req
+        .messages
+        .into_iter()
+        .enumerate()
+        .rfind(|(_, m)| m.role == Role::User)
+    else {
+        return Err(ApiError::invalid(
+            "messages",
+            "there is no message with role `user`",
+        ));
+    };
+    let text = message.content.map(Content::into_text).unwrap_or_default();
+    let limits = InputLimits {
+        max_inputs: 1,
+        ..served.limits
+    };
+    let question = super::input::Input::One(text)
+        .texts(&format!("messages[{i}].content"), &limits)?
+        .remove(0);
+    Ok(ValidChat {
+        question,
+        stream: req.stream.unwrap_or(false),
+        include_usage: req
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false),
+    })
+}
+
+/// Answers the last user message from the knowledge base (OpenAI chat completions API).
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "chat",
+    operation_id = "createChatCompletion",
+    request_body = ChatCompletionRequest,
+    responses((status = 200,
+        description = "The best entry's answer, or the fallback below `chat.threshold`. With \
+            `stream: true`, server-sent events: one `data: {ChatCompletionChunk}` line per \
+            event, then `data: [DONE]`.",
+        content(
+            (ChatCompletion = "application/json"),
+            (String = "text/event-stream"),
+        )))
+)]
 pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body>, ApiError> {
-    let obj = input::object(&body)?;
-    check_model(ctx, obj)?;
-    let req = parse(obj, ctx.state.config.limits.max_input_chars)?;
+    let req = parse_chat(body, &ctx.served())?;
     let bot = ctx
         .state
         .services()
@@ -31,146 +88,68 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
         .ok_or_else(|| {
             ApiError::not_found("chat is disabled on this server (chat.enabled = false)")
         })?;
-    let out = ctx.embed(vec![req.question.clone()], true).await?;
-    let prompt_tokens = out.tokens;
-    let found = bot.best_match(&out.vectors[0]);
-    let (content, retrieval) = match &found {
-        Some(m) if m.confident => (
-            m.entry.answer.clone(),
-            json!({"entry": m.entry.id, "title": m.entry.title, "score": m.score, "matched": true}),
-        ),
-        Some(m) => (
-            bot.fallback().to_string(),
-            json!({"entry": m.entry.id, "title": m.entry.title, "score": m.score, "matched": false}),
-        ),
-        None => (
-            bot.fallback().to_string(),
-            json!({"entry": null, "score": null, "matched": false}),
-        ),
-    };
+    let out = ctx.embed(vec![req.question], true).await?;
+    let (content, retrieval) = answer(&bot, bot.best_match(&out.vectors[0]));
     let completion_tokens = content.split_whitespace().count();
-    let usage = json!({
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-    });
+    let usage = ChatUsage {
+        prompt_tokens: out.tokens,
+        completion_tokens,
+        total_tokens: out.tokens + completion_tokens,
+    };
     let reply = Reply {
         id: next_id(),
         created: now_secs(),
         model: ctx.state.config.model.name.clone(),
     };
     if req.stream {
-        return Ok(reply.stream(&content, &usage, req.include_usage, &retrieval));
+        let usage = req.include_usage.then_some(usage);
+        return Ok(reply.stream(&content, usage, retrieval));
     }
     Ok(json_response(
         StatusCode::OK,
-        &json!({
-            "id": reply.id,
-            "object": "chat.completion",
-            "created": reply.created,
-            "model": reply.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "logprobs": null,
-                "finish_reason": "stop",
+        &ChatCompletion {
+            id: reply.id,
+            object: CompletionObject::ChatCompletion,
+            created: reply.created,
+            model: reply.model,
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: AssistantRole::Assistant,
+                    content,
+                },
+                logprobs: None,
+                finish_reason: FinishReason::Stop,
             }],
-            "usage": usage,
-            "concur_retrieval": retrieval,
-        }),
+            usage,
+            concur_retrieval: retrieval,
+        },
     ))
 }
 
-fn parse(obj: &Map<String, Value>, max_chars: usize) -> Result<ChatRequest, ApiError> {
-    let messages = match obj.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => {
-            return Err(ApiError::invalid(
-                "messages",
-                "`messages` must not be empty",
-            ))
-        }
-        None | Some(Value::Null) => {
-            return Err(ApiError::invalid("messages", "`messages` is required"))
-        }
-        Some(_) => return Err(ApiError::invalid("messages", "`messages` must be an array")),
+/// The reply text and what retrieval found: the entry's answer when it is confident.
+fn answer(bot: &ChatBot, found: Option<Match<'_>>) -> (String, Retrieval) {
+    let Some(m) = found else {
+        let none = Retrieval {
+            entry: None,
+            title: None,
+            score: None,
+            matched: false,
+        };
+        return (bot.fallback().to_string(), none);
     };
-    let mut question = None;
-    for (i, m) in messages.iter().enumerate() {
-        let param = format!("messages[{i}]");
-        let m = m
-            .as_object()
-            .ok_or_else(|| ApiError::invalid(&param, format!("`{param}` must be an object")))?;
-        let role = input::string(m, "role")?
-            .ok_or_else(|| ApiError::invalid(&format!("{param}.role"), "`role` is required"))?;
-        if !ROLES.contains(&role) {
-            return Err(ApiError::invalid(
-                &format!("{param}.role"),
-                format!("`{role}` is not one of {}", ROLES.join(", ")),
-            ));
-        }
-        let text = content(m.get("content"), &param)?;
-        if role == "user" {
-            question = Some((i, text));
-        }
-    }
-    let Some((i, text)) = question else {
-        return Err(ApiError::invalid(
-            "messages",
-            "there is no message with role `user`",
-        ));
+    let content = if m.confident {
+        m.entry.answer.clone()
+    } else {
+        bot.fallback().to_string()
     };
-    let limits = InputLimits {
-        max_inputs: 1,
-        max_chars,
+    let retrieval = Retrieval {
+        entry: Some(m.entry.id.clone()),
+        title: Some(m.entry.title.clone()),
+        score: Some(m.score),
+        matched: m.confident,
     };
-    let question = input::texts(
-        Some(&Value::String(text)),
-        &format!("messages[{i}].content"),
-        &limits,
-    )?
-    .remove(0);
-    match obj.get("n") {
-        None | Some(Value::Null) => {}
-        Some(v) if v.as_u64() == Some(1) => {}
-        Some(_) => return Err(ApiError::invalid("n", "only n = 1 is supported")),
-    }
-    input::string(obj, "user")?;
-    let include_usage = obj
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
-    Ok(ChatRequest {
-        question,
-        stream: input::boolean(obj, "stream", false)?,
-        include_usage,
-    })
-}
-
-/// A message's text: a string, or an array of `{"type": "text", "text": ...}` parts.
-fn content(value: Option<&Value>, param: &str) -> Result<String, ApiError> {
-    let param = format!("{param}.content");
-    match value {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Null) | None => Ok(String::new()),
-        Some(Value::Array(parts)) => parts
-            .iter()
-            .map(|p| {
-                p.get("text")
-                    .and_then(Value::as_str)
-                    .filter(|_| p.get("type").and_then(Value::as_str) == Some("text"))
-                    .ok_or_else(|| {
-                        ApiError::invalid(&param, "only text content parts are supported")
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|parts| parts.join("\n")),
-        Some(_) => Err(ApiError::invalid(
-            &param,
-            format!("`{param}` must be a string or an array of text parts"),
-        )),
-    }
+    (content, retrieval)
 }
 
 struct Reply {
@@ -180,14 +159,21 @@ struct Reply {
 }
 
 impl Reply {
-    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
+    fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: ChunkObject::ChatCompletionChunk,
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice {
+                index: 0,
+                delta,
+                logprobs: None,
+                finish_reason: finish,
+            }],
+            usage: None,
+            concur_retrieval: None,
+        }
     }
 
     /// The answer as server-sent events in OpenAI's chunk format: the role, the content a
@@ -195,28 +181,33 @@ impl Reply {
     fn stream(
         &self,
         content: &str,
-        usage: &Value,
-        include_usage: bool,
-        retrieval: &Value,
+        usage: Option<ChatUsage>,
+        retrieval: Retrieval,
     ) -> Response<Body> {
-        let mut events = vec![self.chunk(json!({"role": "assistant", "content": ""}), None)];
+        let text = |t: String| Delta {
+            role: None,
+            content: Some(t),
+        };
+        let mut first = text(String::new());
+        first.role = Some(AssistantRole::Assistant);
+        let mut events = vec![self.chunk(first, None)];
         let words: Vec<&str> = content.split_inclusive(' ').collect();
         for piece in words.chunks(4) {
-            events.push(self.chunk(json!({"content": piece.concat()}), None));
+            events.push(self.chunk(text(piece.concat()), None));
         }
-        let mut last = self.chunk(json!({}), Some("stop"));
-        last["concur_retrieval"] = retrieval.clone();
+        let mut last = self.chunk(Delta::default(), Some(FinishReason::Stop));
+        last.concur_retrieval = Some(retrieval);
         events.push(last);
-        if include_usage {
-            let mut u = self.chunk(json!({}), None);
-            u["choices"] = json!([]);
-            u["usage"] = usage.clone();
+        if let Some(usage) = usage {
+            let mut u = self.chunk(Delta::default(), None);
+            u.choices.clear();
+            u.usage = Some(usage);
             events.push(u);
         }
         let mut body = String::new();
         for e in events {
             body.push_str("data: ");
-            body.push_str(&e.to_string());
+            body.push_str(&serde_json::to_string(&e).expect("chunks always serialize"));
             body.push_str("\n\n");
         }
         body.push_str("data: [DONE]\n\n");

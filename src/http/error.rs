@@ -1,31 +1,90 @@
 //! The one place that maps errors to an HTTP status and an OpenAI-shaped JSON body:
-//! `{"error": {"message", "type", "param", "code"}}`.
+//! `{"error": {"message", "type", "param", "code"}}`. The body types below are also what
+//! the OpenAPI document publishes for every error response.
 
-use super::Body;
+use super::{json_response, Body};
 use crate::admission::AdmitError;
 use crate::batcher::BatchError;
 use crate::metrics::RejectReason;
 use crate::pipeline::PipelineError;
 use crate::tokenize::TokenizeError;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
-use hyper::{Response, StatusCode};
-use serde_json::json;
+use hyper::header::{HeaderValue, ALLOW, RETRY_AFTER};
+use hyper::{Method, Response, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The error class, as OpenAI names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    InvalidRequestError,
+    RateLimitError,
+    ServerError,
+}
+
+/// What went wrong, one code per row of the README's error table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: not JSON, wrong content type, or a bad header.
+    BadRequest,
+    /// 401: API keys are configured and the bearer token is missing or wrong.
+    InvalidApiKey,
+    /// 404: unknown route, unknown model, or chat disabled.
+    NotFound,
+    /// 405: wrong method for the route (the `Allow` header names the right one).
+    MethodNotAllowed,
+    /// 413: body, input or word pieces over a limit.
+    TooLarge,
+    /// 422: a missing, mistyped or impossible field.
+    InvalidValue,
+    /// 429: the queue is full.
+    Overloaded,
+    /// 500: the batch this request was in failed.
+    InternalError,
+    /// 503: the model is still loading.
+    Loading,
+    /// 503: the server is shutting down.
+    Draining,
+    /// 503: the deadline passed while the request was queued.
+    DeadlineExceeded,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// OpenAI's error object.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// For people: what was wrong and, where it helps, what to send instead.
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+    /// The request field at fault (`input[2]`, `messages[0].role`), when there is one.
+    pub param: Option<String>,
+    pub code: ErrorCode,
+}
 
 /// An error answer: status, OpenAI error fields, and what it counts as.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub kind: &'static str,
-    pub code: &'static str,
+    pub kind: ErrorType,
+    pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
+    /// The method the route takes, sent as `Allow` with a 405.
+    allow: Option<Method>,
 }
 
 impl ApiError {
     fn new(
         status: StatusCode,
-        kind: &'static str,
-        code: &'static str,
+        kind: ErrorType,
+        code: ErrorCode,
         message: impl Into<String>,
     ) -> Self {
         ApiError {
@@ -34,6 +93,7 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            allow: None,
         }
     }
 
@@ -47,8 +107,8 @@ impl ApiError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            "bad_request",
+            ErrorType::InvalidRequestError,
+            ErrorCode::BadRequest,
             message,
         )
     }
@@ -57,8 +117,8 @@ impl ApiError {
     pub fn invalid(param: &str, message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request_error",
-            "invalid_value",
+            ErrorType::InvalidRequestError,
+            ErrorCode::InvalidValue,
             message,
         )
         .param(param)
@@ -68,8 +128,8 @@ impl ApiError {
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "too_large",
+            ErrorType::InvalidRequestError,
+            ErrorCode::TooLarge,
             message,
         )
     }
@@ -77,35 +137,38 @@ impl ApiError {
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "invalid_request_error",
-            "not_found",
+            ErrorType::InvalidRequestError,
+            ErrorCode::NotFound,
             message,
         )
     }
 
-    pub fn method_not_allowed() -> Self {
-        Self::new(
+    /// 405, naming the method the route takes.
+    pub fn method_not_allowed(allowed: Method) -> Self {
+        let mut e = Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            "method_not_allowed",
-            "method not allowed on this route",
-        )
+            ErrorType::InvalidRequestError,
+            ErrorCode::MethodNotAllowed,
+            format!("method not allowed on this route; use {allowed}"),
+        );
+        e.allow = Some(allowed);
+        e
     }
 
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "invalid_api_key",
+            ErrorType::InvalidRequestError,
+            ErrorCode::InvalidApiKey,
             "missing or invalid API key; send `Authorization: Bearer <key>`",
         )
     }
 
     /// 503 while the model loads or the server drains.
-    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn unavailable(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
+            ErrorType::ServerError,
             code,
             message,
         )
@@ -115,8 +178,8 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "internal_error",
+            ErrorType::ServerError,
+            ErrorCode::InternalError,
             message,
         )
     }
@@ -125,8 +188,8 @@ impl ApiError {
     pub fn reject_reason(&self) -> Option<RejectReason> {
         match (self.status, self.code) {
             (StatusCode::TOO_MANY_REQUESTS, _) => Some(RejectReason::Overloaded),
-            (_, "deadline_exceeded") => Some(RejectReason::Deadline),
-            (_, "draining") => Some(RejectReason::Draining),
+            (_, ErrorCode::DeadlineExceeded) => Some(RejectReason::Deadline),
+            (_, ErrorCode::Draining) => Some(RejectReason::Draining),
             (StatusCode::UNAUTHORIZED, _) => Some(RejectReason::Unauthorized),
             (s, _) if s.is_client_error() => Some(RejectReason::Invalid),
             _ => None,
@@ -134,22 +197,26 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": self.kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        });
-        let mut response = Response::new(Body::from(body.to_string()));
-        *response.status_mut() = self.status;
+        let body = ErrorResponse {
+            error: ErrorBody {
+                message: self.message,
+                kind: self.kind,
+                param: self.param,
+                code: self.code,
+            },
+        };
+        let mut response = json_response(self.status, &body);
         let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if self.status == StatusCode::TOO_MANY_REQUESTS
             || self.status == StatusCode::SERVICE_UNAVAILABLE
         {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(method) = self.allow {
+            headers.insert(
+                ALLOW,
+                HeaderValue::from_str(method.as_str()).expect("a method"),
+            );
         }
         response
     }
@@ -166,15 +233,15 @@ impl From<PipelineError> for ApiError {
             }
             PipelineError::Admission(AdmitError::Overloaded) => ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "overloaded",
+                ErrorType::RateLimitError,
+                ErrorCode::Overloaded,
                 "the server is at capacity; retry shortly",
             ),
             PipelineError::Admission(AdmitError::Closed) | PipelineError::Lost => {
-                ApiError::unavailable("draining", "the server is shutting down")
+                ApiError::unavailable(ErrorCode::Draining, "the server is shutting down")
             }
             PipelineError::Batch(BatchError::Expired) => ApiError::unavailable(
-                "deadline_exceeded",
+                ErrorCode::DeadlineExceeded,
                 "the request's deadline passed while it waited in the queue",
             ),
             PipelineError::Batch(BatchError::Engine(e)) => {

@@ -1,22 +1,36 @@
 //! HTTP: routing, authentication, per-request context, timing headers, request metrics.
-//! Handlers live in one file per API family; errors map to responses in [`error`].
+//! Handlers live in one file per API family; errors map to responses in [`error`]; the
+//! OpenAPI document is generated from the handlers' own types in [`openapi`].
+//!
+//! The request parsers are public (`parse_*`, [`deadline`], [`authorized`]) so that the
+//! fuzz targets in `fuzz/` drive exactly the code the server runs.
 
 mod body;
 mod chat;
+mod chat_types;
 mod embeddings;
 pub mod error;
 mod input;
 mod meta;
+pub mod openapi;
 
+pub use body::{check_content_type, parse_json};
+pub use chat::{parse_chat, ValidChat};
+pub use chat_types::ChatCompletionRequest;
+pub use embeddings::{parse_openai, parse_tei, EmbedRequest, EmbeddingsRequest, ValidEmbed};
+pub use input::{Input, InputLimits, Served};
+
+use crate::config::LimitsConfig;
 use crate::metrics::{Metrics, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
 use bytes::Bytes;
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,22 +64,38 @@ enum Route {
     Info,
     Models,
     Metrics,
+    OpenApi,
     NotFound,
+}
+
+/// Every route the server answers: the router and the OpenAPI test both read this table.
+const ROUTES: [(&str, Route); 9] = [
+    ("/v1/embeddings", Route::Embeddings),
+    ("/embed", Route::Embed),
+    ("/v1/chat/completions", Route::Chat),
+    ("/health", Route::Health),
+    ("/ready", Route::Ready),
+    ("/info", Route::Info),
+    ("/v1/models", Route::Models),
+    ("/metrics", Route::Metrics),
+    ("/openapi.json", Route::OpenApi),
+];
+
+/// The (method, path) pairs a listener of this scope serves.
+pub fn routes(scope: Scope) -> Vec<(Method, &'static str)> {
+    ROUTES
+        .iter()
+        .filter(|(_, r)| r.in_scope(scope))
+        .map(|&(path, r)| (r.method(), path))
+        .collect()
 }
 
 impl Route {
     fn of(path: &str) -> Route {
-        match path {
-            "/v1/embeddings" => Route::Embeddings,
-            "/embed" => Route::Embed,
-            "/v1/chat/completions" => Route::Chat,
-            "/health" => Route::Health,
-            "/ready" => Route::Ready,
-            "/info" => Route::Info,
-            "/v1/models" => Route::Models,
-            "/metrics" => Route::Metrics,
-            _ => Route::NotFound,
-        }
+        ROUTES
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(Route::NotFound, |&(_, r)| r)
     }
 
     /// The `route` label: a small fixed set, whatever paths clients send.
@@ -79,6 +109,7 @@ impl Route {
             Route::Info => "info",
             Route::Models => "models",
             Route::Metrics => "metrics",
+            Route::OpenApi => "openapi",
             Route::NotFound => "not_found",
         }
     }
@@ -100,7 +131,7 @@ impl Route {
             Scope::Public => self != Route::Metrics,
             Scope::Admin => matches!(
                 self,
-                Route::Health | Route::Ready | Route::Info | Route::Metrics
+                Route::Health | Route::Ready | Route::Info | Route::Metrics | Route::OpenApi
             ),
         }
     }
@@ -115,16 +146,27 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// What the request parsers need to know about this server.
+    pub fn served(&self) -> Served<'_> {
+        let limits = &self.state.config.limits;
+        Served {
+            model: &self.state.config.model.name,
+            limits: InputLimits {
+                max_inputs: limits.max_inputs,
+                max_chars: limits.max_input_chars,
+            },
+        }
+    }
+
     /// Runs texts through the pipeline and keeps the timings for the response headers.
     pub async fn embed(
         &mut self,
         texts: Vec<String>,
         truncate: bool,
     ) -> Result<Embeddings, ApiError> {
-        let services = self
-            .state
-            .services()
-            .ok_or_else(|| ApiError::unavailable("loading", "the model is still loading"))?;
+        let services = self.state.services().ok_or_else(|| {
+            ApiError::unavailable(ErrorCode::Loading, "the model is still loading")
+        })?;
         let out = services
             .pipeline
             .embed(texts, truncate, self.deadline)
@@ -149,7 +191,7 @@ pub async fn handle(
         armed: route.is_inference(),
     };
     let mut timings = None;
-    let result = route_request(&state, route, req, started, &mut timings).await;
+    let result = route_request(&state, scope, route, req, started, &mut timings).await;
     guard.disarm();
     let mut response = result.unwrap_or_else(|e| {
         if let Some(reason) = e.reject_reason() {
@@ -177,6 +219,7 @@ pub async fn handle(
 
 async fn route_request(
     state: &AppState,
+    scope: Scope,
     route: Route,
     req: Request<Incoming>,
     started: Instant,
@@ -189,7 +232,7 @@ async fn route_request(
         )));
     }
     if req.method() != route.method() {
-        return Err(ApiError::method_not_allowed());
+        return Err(ApiError::method_not_allowed(route.method()));
     }
     match route {
         Route::Health => return Ok(meta::health()),
@@ -197,12 +240,13 @@ async fn route_request(
         Route::Info => return meta::info(state),
         Route::Models => return Ok(meta::models(state)),
         Route::Metrics => return Ok(meta::metrics(state)),
+        Route::OpenApi => return Ok(meta::openapi(state, scope)),
         _ => {}
     }
-    if !authorized(state, &req) {
+    if !authorized(req.headers(), &state.config.auth.api_keys) {
         return Err(ApiError::unauthorized());
     }
-    let deadline = started + deadline(state, &req)?;
+    let deadline = started + deadline(req.headers(), &state.config.limits)?;
     let body = body::read_json(req, state.config.limits.max_body_bytes).await?;
     let mut ctx = Ctx {
         state,
@@ -220,9 +264,8 @@ async fn route_request(
 }
 
 /// The request's deadline: the header's, capped, or the configured default.
-fn deadline(state: &AppState, req: &Request<Incoming>) -> Result<Duration, ApiError> {
-    let limits = &state.config.limits;
-    let Some(value) = req.headers().get(DEADLINE_HEADER) else {
+pub fn deadline(headers: &HeaderMap, limits: &LimitsConfig) -> Result<Duration, ApiError> {
+    let Some(value) = headers.get(DEADLINE_HEADER) else {
         return Ok(limits.default_deadline);
     };
     let ms = value
@@ -240,13 +283,11 @@ fn deadline(state: &AppState, req: &Request<Incoming>) -> Result<Duration, ApiEr
 
 /// True when no keys are configured or the bearer token matches one, compared in
 /// constant time so response timing does not reveal how much of a key was right.
-fn authorized(state: &AppState, req: &Request<Incoming>) -> bool {
-    let keys = &state.config.auth.api_keys;
+pub fn authorized(headers: &HeaderMap, keys: &[String]) -> bool {
     if keys.is_empty() {
         return true;
     }
-    let Some(token) = req
-        .headers()
+    let Some(token) = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -273,8 +314,10 @@ fn timing_headers(response: &mut Response<Body>, t: &Timings, total: Duration) {
 }
 
 /// A JSON response with a status.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut response = Response::new(Body::from(value.to_string()));
+pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
+    // The response types hold strings, numbers and lists only: serializing cannot fail.
+    let bytes = serde_json::to_vec(value).expect("response types always serialize");
+    let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     response
         .headers_mut()

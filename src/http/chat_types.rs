@@ -1,0 +1,222 @@
+//! The request and response types of `POST /v1/chat/completions`, in OpenAI's shape. The
+//! handler reads and writes exactly these, and the OpenAPI document is generated from them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// An OpenAI chat completions request. The reply answers the last `user` message; other
+/// OpenAI fields (temperature, tools, ...) are accepted and ignored.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "model": "all-MiniLM-L6-v2",
+    "messages": [{"role": "user", "content": "I forgot my password"}]
+}))]
+pub struct ChatCompletionRequest {
+    /// The conversation; at least one message must have the role `user`.
+    #[schema(min_items = 1)]
+    pub messages: Vec<Message>,
+    /// The served model (its short or hub name); any other is 404. Optional.
+    pub model: Option<String>,
+    /// Answer as server-sent events of `ChatCompletionChunk`s. Default `false`.
+    #[schema(default = false)]
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    /// Only 1 is supported.
+    #[schema(minimum = 1, maximum = 1)]
+    pub n: Option<u64>,
+    /// Accepted for compatibility; not used.
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage` and no choices.
+    pub include_usage: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Message {
+    pub role: Role,
+    /// Missing or null for messages without text (an assistant's tool calls).
+    pub content: Option<Content>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A message's text: a string, or a list of text parts (joined with newlines).
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+#[serde(untagged, try_from = "Value")]
+pub enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+impl Content {
+    pub fn into_text(self) -> String {
+        match self {
+            Content::Text(s) => s,
+            Content::Parts(parts) => parts
+                .into_iter()
+                .map(|p| p.text)
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// Typed by hand so that an image or audio part gets a clear message, not serde's
+/// "did not match any variant".
+impl TryFrom<Value> for Content {
+    type Error = String;
+    fn try_from(value: Value) -> Result<Self, String> {
+        match value {
+            Value::String(s) => Ok(Content::Text(s)),
+            Value::Array(parts) => parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    serde_json::from_value::<ContentPart>(p)
+                        .map_err(|_| format!("part {i}: only text content parts are supported"))
+                })
+                .collect::<Result<_, _>>()
+                .map(Content::Parts),
+            _ => Err("must be a string or an array of text parts".into()),
+        }
+    }
+}
+
+/// `{"type": "text", "text": "..."}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: TextPart,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TextPart {
+    Text,
+}
+
+/// `"chat.completion"`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum CompletionObject {
+    #[serde(rename = "chat.completion")]
+    ChatCompletion,
+}
+
+/// `"chat.completion.chunk"`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub enum ChunkObject {
+    #[serde(rename = "chat.completion.chunk")]
+    ChatCompletionChunk,
+}
+
+/// `"assistant"`: the role of every reply.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AssistantRole {
+    Assistant,
+}
+
+/// `"stop"`: the bot always answers in full.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FinishReason {
+    Stop,
+}
+
+/// The reply (without `stream`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletion {
+    pub id: String,
+    pub object: CompletionObject,
+    /// Unix seconds.
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<Choice>,
+    pub usage: ChatUsage,
+    pub concur_retrieval: Retrieval,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Choice {
+    pub index: u32,
+    pub message: AssistantMessage,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<Value>,
+    pub finish_reason: FinishReason,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantMessage {
+    pub role: AssistantRole,
+    pub content: String,
+}
+
+/// Word pieces of the question; words of the answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ChatUsage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+/// concur extension: which knowledge-base entry answered, and how closely it matched.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Retrieval {
+    /// The closest entry's id; null when the knowledge base gave no candidate.
+    pub entry: Option<String>,
+    pub title: Option<String>,
+    /// Cosine similarity of the question and the entry's closest example question.
+    pub score: Option<f32>,
+    /// Whether the score reached `chat.threshold`; if not, the reply is the fallback.
+    pub matched: bool,
+}
+
+/// One server-sent event of a streamed reply (`data: {chunk}`); the stream ends with
+/// `data: [DONE]`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: ChunkObject,
+    pub created: u64,
+    pub model: String,
+    /// Empty in the usage chunk.
+    pub choices: Vec<ChunkChoice>,
+    /// Only in the last chunk, when `stream_options.include_usage` is true.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ChatUsage>,
+    /// Only in the chunk with the finish reason.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concur_retrieval: Option<Retrieval>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChunkChoice {
+    pub index: u32,
+    pub delta: Delta,
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<Value>,
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// What this chunk adds to the reply.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Delta {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<AssistantRole>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
