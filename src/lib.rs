@@ -4,7 +4,8 @@
 //! The request path, one module per stage (each lower stage defines the contract the
 //! stage above uses):
 //!
-//! - [`http`]: hyper routing, JSON in and out, limits, errors, timing headers.
+//! - [`http`]: hyper routing, typed JSON in and out, limits, errors, timing headers, and
+//!   the OpenAPI document generated from those types.
 //! - [`pipeline`]: the path below HTTP shared by every route: tokenize, admit, batch, await.
 //! - [`tokenize`]: the model's tokenizer with sentence-transformers' settings.
 //! - [`admission`]: a bounded queue; full means 429 at once.

@@ -76,7 +76,7 @@ pub fn parse_chat(body: Value, served: &Served<'_>) -> Result<ValidChat, ApiErro
             event, then `data: [DONE]`.",
         content(
             (ChatCompletion = "application/json"),
-            (String = "text/event-stream"),
+            (ChatEvent = "text/event-stream"),
         )))
 )]
 pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body>, ApiError> {
@@ -210,7 +210,9 @@ impl Reply {
             body.push_str(&serde_json::to_string(&e).expect("chunks always serialize"));
             body.push_str("\n\n");
         }
-        body.push_str("data: [DONE]\n\n");
+        body.push_str("data: ");
+        body.push_str(DONE);
+        body.push_str("\n\n");
         let mut response = Response::new(Body::from(body));
         let h = response.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -235,4 +237,78 @@ fn next_id() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("chatcmpl-{t:x}{n:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SERVED: Served<'static> = Served {
+        model: "all-MiniLM-L6-v2",
+        limits: InputLimits {
+            max_inputs: 8,
+            max_chars: 20,
+        },
+    };
+
+    #[test]
+    fn the_last_user_message_is_the_question() {
+        let body = json!({"messages": [
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": null},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "tool"},
+        ], "stream": true, "stream_options": {"include_usage": true}});
+        let req = parse_chat(body, &SERVED).unwrap();
+        assert_eq!(req.question, "a\nb");
+        assert!(req.stream && req.include_usage);
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        let user = |content: Value| json!({"messages": [{"role": "user", "content": content}]});
+        let image = json!([{"type": "image_url", "image_url": {"url": "x"}}]);
+        let cases = [
+            (
+                json!({"messages": [{"role": "wizard"}]}),
+                422,
+                "messages[0].role",
+            ),
+            (
+                json!({"messages": [{"content": "hi"}]}),
+                422,
+                "messages[0].role",
+            ),
+            (user(image), 422, "messages[0].content"),
+            (user(json!(5)), 422, "messages[0].content"),
+            (user(json!("  ")), 422, "messages[0].content"),
+            (user(json!("x".repeat(21))), 413, "messages[0].content"),
+            (
+                json!({"messages": [{"role": "system", "content": "x"}]}),
+                422,
+                "messages",
+            ),
+            (json!({"messages": []}), 422, "messages"),
+            (
+                json!({"messages": [{"role": "user", "content": "hi"}], "n": 2}),
+                422,
+                "n",
+            ),
+            (
+                json!({"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4"}),
+                404,
+                "model",
+            ),
+            (json!({"messages": "hi"}), 422, "messages"),
+        ];
+        for (body, status, param) in cases {
+            let e = parse_chat(body.clone(), &SERVED).unwrap_err();
+            assert_eq!(
+                (e.status.as_u16(), e.param.as_deref()),
+                (status, Some(param)),
+                "{body}"
+            );
+        }
+    }
 }

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use std::borrow::Cow;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 /// An OpenAI chat completions request. The reply answers the last `user` message; other
 /// OpenAI fields (temperature, tools, ...) are accepted and ignored.
@@ -220,3 +223,44 @@ pub struct Delta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
 }
+
+/// One server-sent event of a streamed reply, described the way OpenAPI 3.1 tools read
+/// `text/event-stream` (the schema of one event): `data` is a `ChatCompletionChunk` as
+/// JSON, or `[DONE]` at the end. The handler writes exactly these two kinds of event.
+pub struct ChatEvent;
+
+impl PartialSchema for ChatEvent {
+    fn schema() -> RefOr<Schema> {
+        let chunk = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .content_schema(Some(Ref::from_schema_name(ChatCompletionChunk::name())));
+        let done = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([DONE]));
+        ObjectBuilder::new()
+            .property("data", OneOfBuilder::new().item(chunk).item(done))
+            .required("data")
+            .description(Some(
+                "One server-sent event: `data: {ChatCompletionChunk}`, then `data: [DONE]`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ChatEvent {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ChatEvent")
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            ChatCompletionChunk::name().into(),
+            ChatCompletionChunk::schema(),
+        ));
+        <ChatCompletionChunk as ToSchema>::schemas(schemas);
+    }
+}
+
+/// The data of the last event of a stream.
+pub const DONE: &str = "[DONE]";

@@ -71,9 +71,10 @@ pub enum Input {
 impl Input {
     /// The texts, checked: at least one, at most `max_inputs`, none blank or too long.
     pub fn texts(self, param: &str, limits: &InputLimits) -> Result<Vec<String>, ApiError> {
-        let texts = match self {
-            Input::One(s) => vec![s],
-            Input::Many(v) => v,
+        // A list's errors name the element (`input[2]`); a single text's name the field.
+        let (texts, name): (_, &dyn Fn(usize) -> String) = match self {
+            Input::One(s) => (vec![s], &|_| param.to_string()),
+            Input::Many(v) => (v, &|i| format!("{param}[{i}]")),
         };
         if texts.is_empty() {
             return Err(ApiError::invalid(
@@ -92,19 +93,17 @@ impl Input {
             ));
         }
         for (i, t) in texts.iter().enumerate() {
+            let at = name(i);
             if t.trim().is_empty() {
-                return Err(ApiError::invalid(
-                    &format!("{param}[{i}]"),
-                    format!("`{param}[{i}]` is empty"),
-                ));
+                return Err(ApiError::invalid(&at, format!("`{at}` is empty")));
             }
             let chars = t.chars().count();
             if chars > limits.max_chars {
                 return Err(ApiError::too_large(format!(
-                    "`{param}[{i}]` has {chars} characters, more than the limit of {}",
+                    "`{at}` has {chars} characters, more than the limit of {}",
                     limits.max_chars
                 ))
-                .param(format!("{param}[{i}]")));
+                .param(at));
             }
         }
         Ok(texts)
@@ -241,6 +240,8 @@ mod tests {
             (json!({"input": ["a", "b", "c"]}), 422, "input"),
             (json!({"input": ["a", " \n"]}), 422, "input[1]"),
             (json!({"input": ["a", "toolong"]}), 413, "input[1]"),
+            (json!({"input": "toolong"}), 413, "input"),
+            (json!({"input": " "}), 422, "input"),
             (json!(["not", "an", "object"]), 422, "body"),
         ];
         for (body, status, param) in cases {

@@ -271,14 +271,25 @@ pub fn deadline(headers: &HeaderMap, limits: &LimitsConfig) -> Result<Duration, 
     let ms = value
         .to_str()
         .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|&ms| ms > 0)
+        .and_then(positive_integer)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
                 "{DEADLINE_HEADER} must be a positive number of milliseconds"
             ))
         })?;
     Ok(Duration::from_millis(ms).min(limits.max_deadline))
+}
+
+/// A positive decimal integer, saturating: any number of digits is a valid deadline,
+/// since it is capped anyway.
+fn positive_integer(text: &str) -> Option<u64> {
+    let digits = text.trim();
+    let digits = digits.strip_prefix('+').unwrap_or(digits);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Only digits: the one way to fail is overflow.
+    Some(digits.parse::<u64>().unwrap_or(u64::MAX)).filter(|&ms| ms > 0)
 }
 
 /// True when no keys are configured or the bearer token matches one, compared in
@@ -345,3 +356,6 @@ impl Drop for CancelGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,7 +9,7 @@
 use super::embeddings::{self, ListObject};
 use super::error::ErrorResponse;
 use super::input::{Input, InputLimits};
-use super::{chat, chat_types::ChatCompletionChunk, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
+use super::{chat, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
 use crate::config::Config;
 use hyper::Method;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
@@ -43,7 +43,7 @@ const BEARER: &str = "bearer";
         meta::metrics,
         meta::openapi
     ),
-    components(schemas(ErrorResponse, ChatCompletionChunk, ListObject)),
+    components(schemas(ErrorResponse, ListObject)),
     tags(
         (name = "embeddings", description = "Sentence embeddings (OpenAI and TEI shapes)"),
         (name = "chat", description = "The retrieval chat bot (OpenAI chat completions)"),
