@@ -5,13 +5,18 @@
 
 CONFIG ?= config/default.toml
 CARGO ?= cargo
+# `make test` fuzzes each request parser this long; `make fuzz` runs one target or all.
+FUZZ_SMOKE_SECONDS ?= 20
+TARGET ?= all
+SECONDS ?= 600
 
 .PHONY: setup test-setup run build test bench sweep lint fmt clean-models
 
 setup:
 	@bash scripts/setup.sh
 
-# Test-only tools: promtool (Debian's prometheus package) to check the metrics exposition.
+# Test-only tools: promtool (Debian's prometheus package) to check the metrics exposition;
+# schemathesis and openapi-spec-validator (.venv-contract), cargo-fuzz and the fuzz targets.
 test-setup: setup
 	@bash scripts/test-setup.sh
 
@@ -23,6 +28,7 @@ run: build
 
 test: test-setup
 	$(CARGO) test --workspace --all-targets
+	@bash scripts/fuzz.sh all $(FUZZ_SMOKE_SECONDS)
 
 # The raw engine ceiling (no HTTP) for the default config.
 bench: build
@@ -52,3 +58,10 @@ deploy-check:
 # Three replicas behind HAProxy, one stopped under load: no request may fail (about 30 s).
 replicas-test: build
 	@bash scripts/replicas-test.sh
+
+# Coverage-guided fuzzing of the request parsers (fuzz/): `make fuzz TARGET=chat_body SECONDS=600`.
+# TARGET=all (the default) runs each target in turn; `scripts/fuzz.sh list` names them.
+.PHONY: fuzz
+fuzz: test-setup
+	@if [ "$(TARGET)" = all ]; then bash scripts/fuzz.sh all $(SECONDS); \
+	else bash scripts/fuzz.sh run $(TARGET) $(SECONDS); fi
