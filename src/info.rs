@@ -1,13 +1,19 @@
 //! The body of `GET /info`: what is being served, and how.
 
 use crate::chat::ChatBot;
-use crate::config::Config;
+use crate::config::{Config, Parallelism};
 use crate::engine::resolve_ort_library;
+use crate::executor::Footprint;
 use crate::threads::ThreadBudget;
 use serde_json::{json, Value};
 
 /// Builds the `/info` document once, at start.
-pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> Value {
+pub fn build(
+    config: &Config,
+    budget: &ThreadBudget,
+    footprint: &Footprint,
+    chat: Option<&ChatBot>,
+) -> Value {
     let b = &config.batching;
     let library = resolve_ort_library(config.model.ort_library.as_deref())
         .ok()
@@ -22,7 +28,15 @@ pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> 
             "pooling": "mean",
         },
         "strategy": config.executor.strategy,
-        "executor": config.executor,
+        "executor": executor_settings(config),
+        "parallelism": {
+            "mode": config.executor.parallelism,
+            "core_budget": budget.ladder.cores,
+            "widths": budget.ladder.rungs,
+            "model_copies": footprint.model_copies,
+            "model_file_bytes": std::fs::metadata(config.model.model_path()).map(|m| m.len()).ok(),
+            "sessions_rss_bytes": footprint.sessions_rss_bytes,
+        },
         "batching": {
             "max_batch_size": b.max_batch_size,
             "max_batch_tokens": b.max_batch_tokens,
@@ -50,4 +64,20 @@ pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> 
             "onnxruntime_library": library,
         },
     })
+}
+
+/// The executor's settings as configured: the sizing keys of the mode not in use are left
+/// out, so /info never shows a value that does nothing.
+fn executor_settings(config: &Config) -> Value {
+    let mut settings = json!(config.executor);
+    if let Some(map) = settings.as_object_mut() {
+        let unused: &[&str] = match config.executor.parallelism {
+            Parallelism::Elastic => &["sessions", "intra_op_threads"],
+            Parallelism::Fixed => &["cores"],
+        };
+        for key in unused {
+            map.remove(*key);
+        }
+    }
+    settings
 }

@@ -8,7 +8,7 @@
 use crate::batcher;
 use crate::chat::ChatBot;
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine};
+use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine, SharedWeights};
 use crate::executor::Executor;
 use crate::http::{self, Scope};
 use crate::idle::IdleIo;
@@ -208,7 +208,10 @@ async fn timeout_at<F: std::future::Future>(deadline: Instant, f: F) -> Result<F
 
 fn onnx_factory(config: &Config) -> EngineFactory {
     let (model, exec) = (config.model.clone(), config.executor.clone());
-    Arc::new(move || OnnxEngine::load(&model, &exec).map(|e| Box::new(e) as Box<dyn Engine>))
+    let shared = SharedWeights::new();
+    Arc::new(move |width| {
+        OnnxEngine::load(&model, &exec, width, &shared).map(|e| Box::new(e) as Box<dyn Engine>)
+    })
 }
 
 /// Loads the tokenizer, the engines and the knowledge base; starts the batcher.
@@ -224,11 +227,16 @@ async fn load(
     let tokenizer =
         TextTokenizer::load(&config.model.tokenizer_path(), config.model.max_seq_length)
             .map_err(ServeError::Startup)?;
-    let (exec_config, m) = (config.executor.clone(), metrics.clone());
+    let (exec_config, m, ladder) = (
+        config.executor.clone(),
+        metrics.clone(),
+        budget.ladder.clone(),
+    );
     // Loading sessions reads and optimises the model: blocking work, off the event loop.
-    let executor = tokio::task::spawn_blocking(move || Executor::start(&exec_config, factory, m))
-        .await
-        .map_err(|e| ServeError::Startup(format!("engine loading panicked: {e}")))??;
+    let executor =
+        tokio::task::spawn_blocking(move || Executor::start(&exec_config, ladder, factory, m))
+            .await
+            .map_err(|e| ServeError::Startup(format!("engine loading panicked: {e}")))??;
     let executor = Arc::new(executor);
     let handle = batcher::spawn(
         &config.batching,
@@ -247,7 +255,7 @@ async fn load(
     } else {
         None
     };
-    let info = info::build(config, &budget, chat.as_deref());
+    let info = info::build(config, &budget, executor.footprint(), chat.as_deref());
     Ok((
         Services {
             pipeline,

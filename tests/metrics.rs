@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{sample, scrape, TestServer};
-use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine};
+use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine, SharedWeights};
 use http_body_util::Full;
 use serde_json::json;
 use std::io::Write;
@@ -56,9 +56,10 @@ impl GatedServer {
             gate.clone(),
             rows.clone(),
         );
-        let factory: EngineFactory = Arc::new(move || {
+        let shared = SharedWeights::new();
+        let factory: EngineFactory = Arc::new(move |width| {
             Ok(Box::new(Gated {
-                inner: OnnxEngine::load(&model, &exec)?,
+                inner: OnnxEngine::load(&model, &exec, width, &shared)?,
                 gate: g.clone(),
                 rows: r.clone(),
             }) as Box<dyn Engine>)
@@ -116,7 +117,7 @@ fn promtool_check(exposition: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_and_histograms_follow_a_known_sequence() {
     let gated = GatedServer::start(
-        "[executor]\nstrategy = \"workers\"\nsessions = 1\n[batching]\nqueue_capacity = 2\n[limits]\nmax_inputs = 2\n[chat]\nenabled = false\n",
+        "[executor]\nstrategy = \"workers\"\nparallelism = \"fixed\"\nsessions = 1\n[batching]\nqueue_capacity = 2\n[limits]\nmax_inputs = 2\n[chat]\nenabled = false\n",
     )
     .await;
     let server = gated.server.clone();
@@ -253,7 +254,7 @@ async fn load_then_scrape(server: Arc<TestServer>, clients: usize, seconds: u64)
 async fn inline_blocks_the_event_loop_and_workers_does_not() {
     let mut late = Vec::new();
     for strategy in ["inline", "workers"] {
-        let extra = format!("[executor]\nstrategy = \"{strategy}\"\nsessions = 2\nintra_op_threads = 1\n[chat]\nenabled = false\n");
+        let extra = format!("[executor]\nstrategy = \"{strategy}\"\nparallelism = \"fixed\"\nsessions = 2\nintra_op_threads = 1\n[chat]\nenabled = false\n");
         let server = Arc::new(TestServer::start(&extra).await);
         let m = load_then_scrape(server.clone(), 6, 4).await;
         assert!(sample(&m, "concur_batch_size_count", &[]) > 0.0);
@@ -283,7 +284,7 @@ async fn a_disconnected_client_never_reaches_the_engine() {
     use tokio::io::AsyncWriteExt;
 
     let gated = GatedServer::start(
-        "[executor]\nstrategy = \"workers\"\nsessions = 1\n[chat]\nenabled = false\n",
+        "[executor]\nstrategy = \"workers\"\nparallelism = \"fixed\"\nsessions = 1\n[chat]\nenabled = false\n",
     )
     .await;
     let server = gated.server.clone();

@@ -119,6 +119,16 @@ impl<T: Queued> Queue<T> {
         (self.entries.len() + 1) * longest.max(1) > policy.max_batch_tokens
     }
 
+    /// About how many batches the queued entries make: enough to tell whether a batch
+    /// about to run has company waiting, and how much (a lower bound: padding ignored).
+    pub fn pending_batches(&self, policy: &Policy) -> usize {
+        let tokens: usize = self.entries.iter().map(Queued::tokens).sum();
+        self.entries
+            .len()
+            .div_ceil(policy.max_batch_size)
+            .max(tokens.div_ceil(policy.max_batch_tokens))
+    }
+
     /// Removes and returns the next batch (empty only when the queue is empty).
     pub fn take_batch(&mut self, policy: &Policy) -> Vec<T> {
         if self.entries.is_empty() {

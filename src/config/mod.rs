@@ -76,6 +76,26 @@ impl Strategy {
     }
 }
 
+/// How many cores one forward pass gets. See `src/executor/width.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parallelism {
+    /// Decided per batch from the moment: alone on an idle machine a batch gets every core
+    /// of the budget; when batches queue, each gets one and they run side by side.
+    Elastic,
+    /// Every batch runs on `intra_op_threads` cores, at most `sessions` batches at once.
+    Fixed,
+}
+
+impl Parallelism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parallelism::Elastic => "elastic",
+            Parallelism::Fixed => "fixed",
+        }
+    }
+}
+
 /// Which exported model file to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,6 +151,10 @@ impl ModelConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutorConfig {
     pub strategy: Strategy,
+    pub parallelism: Parallelism,
+    /// Elastic: the core budget; None = every CPU the process may use.
+    pub cores: Option<usize>,
+    /// Fixed: engine sessions, each running one batch at a time on `intra_op_threads`.
     pub sessions: usize,
     pub intra_op_threads: usize,
     pub inter_op_threads: usize,

@@ -53,6 +53,8 @@ pub struct RawModel {
 #[serde(deny_unknown_fields)]
 pub struct RawExecutor {
     pub strategy: Option<String>,
+    pub parallelism: Option<String>,
+    pub cores: Option<usize>,
     pub sessions: Option<usize>,
     pub intra_op_threads: Option<usize>,
     pub inter_op_threads: Option<usize>,

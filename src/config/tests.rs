@@ -55,7 +55,10 @@ fn wrong_type_is_named() {
 fn impossible_values_name_their_key() {
     let cases = [
         ("[executor]\nstrategy = \"threads\"\n", "executor.strategy"),
-        ("[executor]\nsessions = 0\n", "executor.sessions"),
+        (
+            "[executor]\nparallelism = \"fixed\"\nsessions = 0\n",
+            "executor.sessions",
+        ),
         (
             "[batching]\nmax_batch_size = 0\n",
             "batching.max_batch_size",
@@ -88,4 +91,38 @@ fn impossible_values_name_their_key() {
 fn fractional_max_wait_is_kept() {
     let c = Config::parse("[batching]\nmax_wait_ms = 2.5\n").unwrap();
     assert_eq!(c.batching.max_wait, Duration::from_micros(2500));
+}
+
+#[test]
+fn parallelism_is_elastic_by_default_and_keys_of_the_other_mode_are_refused() {
+    let c = Config::parse("").unwrap();
+    assert_eq!(c.executor.parallelism, Parallelism::Elastic);
+    assert_eq!(c.executor.cores, None, "0 / unset = every CPU");
+    let cases = [
+        ("[executor]\nsessions = 2\n", "executor.sessions"),
+        (
+            "[executor]\nintra_op_threads = 2\n",
+            "executor.intra_op_threads",
+        ),
+        (
+            "[executor]\nparallelism = \"fixed\"\ncores = 2\n",
+            "executor.cores",
+        ),
+        (
+            "[executor]\nparallelism = \"wide\"\n",
+            "executor.parallelism",
+        ),
+        ("[executor]\ncores = 100000\n", "executor.cores"),
+    ];
+    for (text, key) in cases {
+        let e = err(text);
+        assert!(e.contains(key), "{text:?} gave {e}");
+    }
+    let fixed =
+        Config::parse("[executor]\nparallelism = \"fixed\"\nsessions = 3\nintra_op_threads = 1\n")
+            .unwrap();
+    assert_eq!(
+        (fixed.executor.parallelism, fixed.executor.sessions),
+        (Parallelism::Fixed, 3)
+    );
 }

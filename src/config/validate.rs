@@ -139,12 +139,47 @@ pub(super) fn model(r: raw::RawModel) -> Result<ModelConfig, ConfigError> {
 
 pub(super) fn executor(r: raw::RawExecutor) -> Result<ExecutorConfig, ConfigError> {
     let strategy = Strategy::parse(r.strategy.as_deref().unwrap_or("workers"))?;
+    let parallelism = match r.parallelism.as_deref().unwrap_or("elastic") {
+        "elastic" => Parallelism::Elastic,
+        "fixed" => Parallelism::Fixed,
+        other => {
+            return Err(invalid(
+                "executor.parallelism",
+                format!("`{other}` is not one of elastic, fixed"),
+            ))
+        }
+    };
+    // Each mode has its own sizing keys; a key of the other mode would be silently ignored,
+    // so it is refused instead.
+    let misplaced = match parallelism {
+        Parallelism::Elastic => [
+            ("executor.sessions", r.sessions.is_some()),
+            ("executor.intra_op_threads", r.intra_op_threads.is_some()),
+        ],
+        Parallelism::Fixed => [("executor.cores", r.cores.is_some()), ("", false)],
+    };
+    if let Some((key, _)) = misplaced.into_iter().find(|(_, set)| *set) {
+        return Err(invalid(
+            key,
+            format!(
+                "does not apply when executor.parallelism = \"{}\" (elastic sizes sessions from \
+                 executor.cores; fixed uses executor.sessions x executor.intra_op_threads)",
+                parallelism.as_str()
+            ),
+        ));
+    }
     let tokio_worker_threads = match r.tokio_worker_threads {
         None | Some(0) => None,
         Some(n) => Some(in_range("executor.tokio_worker_threads", n, 1, 1024)?),
     };
+    let cores = match r.cores {
+        None | Some(0) => None,
+        Some(n) => Some(in_range("executor.cores", n, 1, 256)?),
+    };
     Ok(ExecutorConfig {
         strategy,
+        parallelism,
+        cores,
         sessions: in_range("executor.sessions", r.sessions.unwrap_or(1), 1, 256)?,
         intra_op_threads: in_range(
             "executor.intra_op_threads",
