@@ -101,12 +101,7 @@ impl Queued for Item {
 
 /// Groups the corpus into batches with the configured policy.
 pub fn form_batches(config: &Config, rows: Vec<TokenIds>) -> Vec<Batch> {
-    let b = &config.batching;
-    let policy = Policy {
-        max_batch_size: b.max_batch_size,
-        max_batch_tokens: b.max_batch_tokens,
-        length_aware: b.length_aware,
-    };
+    let policy = Policy::from_config(&config.batching);
     let mut queue = Queue::default();
     rows.into_iter().for_each(|r| queue.push(Item(r)));
     let mut batches = Vec::new();

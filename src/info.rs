@@ -42,6 +42,8 @@ pub fn build(
             "max_batch_tokens": b.max_batch_tokens,
             "max_wait_ms": b.max_wait.as_secs_f64() * 1e3,
             "length_aware": b.length_aware,
+            "solo_tokens": b.solo_tokens,
+            "window": b.window,
             "queue_capacity": b.queue_capacity,
         },
         "limits": {

@@ -68,11 +68,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let admission = Admission::new(config.queue_capacity, metrics.clone());
     let batcher = Batcher {
-        policy: Policy {
-            max_batch_size: config.max_batch_size,
-            max_batch_tokens: config.max_batch_tokens,
-            length_aware: config.length_aware,
-        },
+        policy: Policy::from_config(config),
         max_wait: config.max_wait,
         executor,
         metrics,

@@ -172,6 +172,10 @@ pub struct BatchingConfig {
     pub max_batch_tokens: usize,
     pub max_wait: Duration,
     pub length_aware: bool,
+    /// Inputs at least this many tokens long run in a batch of their own (0 = off).
+    pub solo_tokens: usize,
+    /// Length-aware grouping looks at the oldest this-many queued inputs (0 = all).
+    pub window: usize,
     pub queue_capacity: usize,
 }
 

@@ -70,6 +70,8 @@ pub struct RawBatching {
     pub max_batch_tokens: Option<usize>,
     pub max_wait_ms: Option<f64>,
     pub length_aware: Option<bool>,
+    pub solo_tokens: Option<usize>,
+    pub window: Option<usize>,
     pub queue_capacity: Option<usize>,
 }
 

@@ -156,7 +156,9 @@ pub(super) fn executor(r: raw::RawExecutor) -> Result<ExecutorConfig, ConfigErro
             ("executor.sessions", r.sessions.is_some()),
             ("executor.intra_op_threads", r.intra_op_threads.is_some()),
         ],
-        Parallelism::Fixed => [("executor.cores", r.cores.is_some()), ("", false)],
+        // cores = 0 is "auto", the documented default, so a fixed override of a file that
+        // spells it out still works.
+        Parallelism::Fixed => [("executor.cores", r.cores.unwrap_or(0) > 0), ("", false)],
     };
     if let Some((key, _)) = misplaced.into_iter().find(|(_, set)| *set) {
         return Err(invalid(
@@ -235,6 +237,13 @@ pub(super) fn batching(
         max_batch_tokens,
         max_wait: Duration::from_secs_f64(max_wait_ms / 1000.0),
         length_aware: r.length_aware.unwrap_or(true),
+        solo_tokens: in_range(
+            "batching.solo_tokens",
+            r.solo_tokens.unwrap_or(128),
+            0,
+            max_seq_length,
+        )?,
+        window: in_range("batching.window", r.window.unwrap_or(0), 0, 1_000_000)?,
         queue_capacity: in_range(
             "batching.queue_capacity",
             r.queue_capacity.unwrap_or(1024),

@@ -29,8 +29,8 @@ use crate::engine::{EngineError, EngineFactory};
 use crate::metrics::Metrics;
 use cores::CoreBudget;
 use pool::SessionPool;
-use std::sync::Arc;
-use width::Ladder;
+use std::sync::{Arc, Mutex};
+use width::{Demand, Ladder};
 
 /// Runs jobs somewhere. `dispatch` never blocks its caller (the batcher task); where the
 /// job then runs is the strategy.
@@ -44,6 +44,9 @@ pub(crate) trait Dispatch: Send + Sync {
 pub struct Executor {
     dispatch: Box<dyn Dispatch>,
     budget: CoreBudget,
+    /// Only the batcher task widens, so the lock is never contended; a std mutex because
+    /// it is never held across an `.await`.
+    demand: Mutex<Demand>,
     ladder: Ladder,
     footprint: Footprint,
     metrics: Arc<Metrics>,
@@ -75,6 +78,7 @@ impl Executor {
         Ok(Executor {
             dispatch,
             budget: CoreBudget::new(ladder.cores, ladder.narrowest(), &metrics),
+            demand: Mutex::new(Demand::new()),
             ladder,
             footprint,
             metrics,
@@ -97,7 +101,12 @@ impl Executor {
     /// Widens `cores` for a batch that leaves `pending` batches queued behind it: as many
     /// of the idle cores as [`width::choose`] gives it. Never waits.
     pub fn widen(&self, cores: &mut Cores, pending: usize) {
-        let want = width::choose(&self.ladder, self.budget.free(cores), pending);
+        let demand = self
+            .demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(self.budget.batches() + pending);
+        let want = width::choose(&self.ladder, self.budget.free(cores), pending, demand);
         self.budget.widen(cores, want);
     }
 

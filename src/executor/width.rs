@@ -93,8 +93,40 @@ impl Ladder {
 /// evenly between this batch and those, so a batch alone on an idle machine gets all of
 /// them and a batch with company leaves cores for the next one. Nobody waits for a core
 /// that a wide batch took while they were already queued.
-pub fn choose(ladder: &Ladder, free: usize, pending: usize) -> usize {
-    ladder.fit(free / (1 + pending))
+///
+/// `demand`: how many batches have recently shared the budget ([`Demand`]). A batch never
+/// gets more than its share of the whole budget under that demand, so with many users on
+/// many cores a momentarily idle machine is not handed to one batch while the next
+/// arrivals, a few milliseconds away, would then find no core.
+pub fn choose(ladder: &Ladder, free: usize, pending: usize, demand: f64) -> usize {
+    let now = free / (1 + pending);
+    let share = (ladder.cores as f64 / demand.max(1.0)).floor() as usize;
+    ladder.fit(now.min(share.max(1)))
+}
+
+/// A moving average of the batches sharing the budget, sampled at each dispatch (those
+/// running, this one, and those still queued behind it).
+#[derive(Debug, Clone, Copy)]
+pub struct Demand(f64);
+
+impl Demand {
+    /// Weight of the newest sample: about the last ten batches count.
+    const ALPHA: f64 = 0.1;
+
+    pub fn new() -> Demand {
+        Demand(1.0)
+    }
+
+    pub fn observe(&mut self, batches: usize) -> f64 {
+        self.0 += Self::ALPHA * (batches as f64 - self.0);
+        self.0
+    }
+}
+
+impl Default for Demand {
+    fn default() -> Self {
+        Demand::new()
+    }
 }
 
 #[cfg(test)]
@@ -146,30 +178,61 @@ mod tests {
         assert_eq!((l.cores, l.copies(), l.max_concurrent()), (6, 3, 3));
         // Whatever the moment, a fixed batch gets intra_op_threads cores.
         for (free, pending) in [(2, 0), (6, 0), (6, 5), (1, 9)] {
-            assert_eq!(choose(&l, free, pending), 2);
+            assert_eq!(choose(&l, free, pending, 1.0), 2);
         }
     }
 
     #[test]
     fn alone_gets_every_idle_core() {
         let l = Ladder::elastic(2);
-        assert_eq!(choose(&l, 2, 0), 2);
+        assert_eq!(choose(&l, 2, 0, 1.0), 2);
         let l = Ladder::elastic(16);
-        assert_eq!(choose(&l, 16, 0), 16);
+        assert_eq!(choose(&l, 16, 0, 1.0), 16);
         // Idle cores that are not a rung: the widest rung that fits.
-        assert_eq!(choose(&l, 11, 0), 8);
+        assert_eq!(choose(&l, 11, 0, 1.0), 8);
     }
 
     #[test]
     fn queued_batches_share_the_idle_cores() {
         let l = Ladder::elastic(2);
-        assert_eq!(choose(&l, 2, 1), 1, "company waiting: side by side");
-        assert_eq!(choose(&l, 1, 0), 1, "one core busy: the other one");
+        assert_eq!(choose(&l, 2, 1, 1.0), 1, "company waiting: side by side");
+        assert_eq!(choose(&l, 1, 0, 1.0), 1, "one core busy: the other one");
         let l = Ladder::elastic(16);
-        assert_eq!(choose(&l, 16, 1), 8);
-        assert_eq!(choose(&l, 16, 3), 4);
-        assert_eq!(choose(&l, 16, 40), 1);
-        assert_eq!(choose(&l, 3, 0), 2);
+        assert_eq!(choose(&l, 16, 1, 1.0), 8);
+        assert_eq!(choose(&l, 16, 3, 1.0), 4);
+        assert_eq!(choose(&l, 16, 40, 1.0), 1);
+        assert_eq!(choose(&l, 3, 0, 1.0), 2);
+    }
+
+    #[test]
+    fn recent_demand_caps_a_lone_batch() {
+        let l = Ladder::elastic(16);
+        // Idle right now, but eight batches have been sharing the budget: two cores.
+        assert_eq!(choose(&l, 16, 0, 8.0), 2);
+        assert_eq!(
+            choose(&l, 16, 0, 3.0),
+            4,
+            "16 / 3 = 5 cores: the 4-wide rung"
+        );
+        assert_eq!(choose(&l, 16, 0, 40.0), 1);
+        // Demand never widens beyond what is idle now.
+        assert_eq!(choose(&l, 2, 0, 1.0), 2);
+    }
+
+    #[test]
+    fn demand_follows_the_load_and_decays() {
+        let mut d = Demand::new();
+        for _ in 0..60 {
+            d.observe(16);
+        }
+        assert!(d.observe(16) > 15.0);
+        let mut last = f64::MAX;
+        for _ in 0..60 {
+            let now = d.observe(1);
+            assert!(now <= last);
+            last = now;
+        }
+        assert!(last < 1.1, "back to one batch at a time: {last}");
     }
 
     #[test]
