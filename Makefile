@@ -11,7 +11,8 @@ CARGO ?= cargo
 setup:
 	@bash scripts/setup.sh
 
-# Test-only tools: promtool (Debian's prometheus package) to check the metrics exposition.
+# Test-only tools: promtool and a Prometheus server (Debian's prometheus package) for the
+# metrics tests.
 test-setup: setup
 	@bash scripts/test-setup.sh
 

@@ -232,11 +232,14 @@ async fn load(
         metrics.clone(),
         budget.ladder.clone(),
     );
+    let engines = metrics.startup_work("engines");
     // Loading sessions reads and optimises the model: blocking work, off the event loop.
     let executor =
         tokio::task::spawn_blocking(move || Executor::start(&exec_config, ladder, factory, m))
             .await
             .map_err(|e| ServeError::Startup(format!("engine loading panicked: {e}")))??;
+    drop(engines);
+    metrics.set_build_info(&crate::engine::onnxruntime_version());
     let executor = Arc::new(executor);
     let handle = batcher::spawn(
         &config.batching,
@@ -247,6 +250,8 @@ async fn load(
     );
     let pipeline = Pipeline::new(Arc::new(tokenizer), handle, metrics.clone());
     let chat = if config.chat.enabled {
+        // Its batches run through the request path but are not requests (see Metrics).
+        let _kb = metrics.startup_work("knowledge_base");
         let bot = ChatBot::build(&config.chat, &pipeline, config.limits.max_inputs)
             .await
             .map_err(ServeError::Startup)?;

@@ -127,6 +127,9 @@ async fn counters_and_histograms_follow_a_known_sequence() {
     assert_eq!(s, 200);
     let (s, _, _) = server.post("/embed", &json!({"inputs": []})).await;
     assert_eq!(s, 422);
+    // Routing failures: counted apart from invalid inference input.
+    assert_eq!(server.get("/wp-login.php").await.0, 404);
+    assert_eq!(server.get("/embed").await.0, 405);
 
     // Hold the only session, so the next inputs wait in the queue.
     let blocked = gated.hold_session("this one holds the session").await;
@@ -171,14 +174,22 @@ async fn counters_and_histograms_follow_a_known_sequence() {
         )
     };
     assert_eq!(
-        (route("200"), route("422"), route("429"), route("503")),
-        (2.0, 1.0, 1.0, 1.0)
+        (
+            route("200"),
+            route("405"),
+            route("422"),
+            route("429"),
+            route("503")
+        ),
+        (2.0, 1.0, 1.0, 1.0, 1.0)
     );
     let rejected =
         |reason: &str| sample(&m, "concur_rejected_requests_total", &[("reason", reason)]);
     assert_eq!(rejected("overloaded"), 1.0);
     assert_eq!(rejected("deadline"), 1.0);
     assert_eq!(rejected("invalid"), 1.0);
+    assert_eq!(rejected("not_found"), 1.0);
+    assert_eq!(rejected("method_not_allowed"), 1.0);
     assert_eq!(rejected("cancelled"), 0.0);
     // Two batches ran (the expired input never reached the engine).
     assert_eq!(sample(&m, "concur_batch_size_count", &[]), 2.0);
@@ -189,13 +200,21 @@ async fn counters_and_histograms_follow_a_known_sequence() {
     assert_eq!(sample(&m, "concur_tokenization_seconds_count", &[]), 4.0);
     assert_eq!(sample(&m, "concur_queue_depth", &[]), 0.0);
     assert_eq!(sample(&m, "concur_inflight_batches", &[]), 0.0);
-    assert_eq!(
+    let duration = |outcome: &str| {
         sample(
             &m,
             "concur_request_duration_seconds_count",
-            &[("route", "embed")]
+            &[("route", "embed"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (
+            duration("success"),
+            duration("client_error"),
+            duration("rejected")
         ),
-        5.0
+        (2.0, 2.0, 2.0),
+        "200 x2; 422 and 405; 429 and 503"
     );
     assert!(sample(&m, "concur_event_loop_lag_seconds_count", &[]) > 0.0);
     // Every series carries the strategy and the model.

@@ -8,7 +8,7 @@ pub mod pooling;
 mod runtime;
 
 pub use onnx::{OnnxEngine, SharedWeights};
-pub use runtime::{ort_environment, resolve_ort_library};
+pub use runtime::{onnxruntime_version, ort_environment, resolve_ort_library};
 
 use std::sync::Arc;
 

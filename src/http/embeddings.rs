@@ -22,11 +22,10 @@ fn limits(ctx: &Ctx<'_>) -> InputLimits {
 /// Checks the optional `model` field against the served model.
 pub fn check_model(ctx: &Ctx<'_>, obj: &Map<String, Value>) -> Result<(), ApiError> {
     match input::string(obj, "model")? {
-        Some(name) if !ctx.state.is_served_model(name) => Err(ApiError::not_found(format!(
+        Some(name) if !ctx.state.is_served_model(name) => Err(ApiError::model_not_found(format!(
             "the model `{name}` does not exist; this server serves `{}`",
             ctx.state.config.model.name
-        ))
-        .param("model")),
+        ))),
         _ => Ok(()),
     }
 }

@@ -74,6 +74,7 @@ impl ApiError {
         )
     }
 
+    /// 404 for a route this server does not serve (unknown path, or chat when disabled).
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -81,6 +82,18 @@ impl ApiError {
             "not_found",
             message,
         )
+    }
+
+    /// 404 for a `model` other than the served one: OpenAI's code for it, and counted as
+    /// invalid input rather than as an unknown route.
+    pub fn model_not_found(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            message,
+        )
+        .param("model")
     }
 
     pub fn method_not_allowed() -> Self {
@@ -128,6 +141,10 @@ impl ApiError {
             (_, "deadline_exceeded") => Some(RejectReason::Deadline),
             (_, "draining") => Some(RejectReason::Draining),
             (StatusCode::UNAUTHORIZED, _) => Some(RejectReason::Unauthorized),
+            // Routing failures, not bad inference input: scanners and typos stay out of
+            // `invalid`.
+            (_, "not_found") => Some(RejectReason::NotFound),
+            (StatusCode::METHOD_NOT_ALLOWED, _) => Some(RejectReason::MethodNotAllowed),
             (s, _) if s.is_client_error() => Some(RejectReason::Invalid),
             _ => None,
         }

@@ -8,7 +8,7 @@ pub mod error;
 mod input;
 mod meta;
 
-use crate::metrics::{Metrics, RejectReason};
+use crate::metrics::{Metrics, Outcome, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
 use bytes::Bytes;
@@ -170,7 +170,7 @@ pub async fn handle(
     state
         .metrics
         .request_duration
-        .with_label_values(&[route.label()])
+        .with_label_values(&[route.label(), Outcome::of_status(status.as_u16()).as_str()])
         .observe(total.as_secs_f64());
     Ok(response)
 }
