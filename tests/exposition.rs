@@ -52,7 +52,7 @@ fn the_bound_check_catches_float_noise() {
 /// exposition carries the process and build series and exact bucket bounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_work_stays_out_of_request_histograms() {
-    let server = TestServer::start("[executor]\nstrategy = \"workers\"\nsessions = 1\n").await;
+    let server = TestServer::start("[executor]\nstrategy = \"workers\"\ncores = 1\n").await;
     let request_path = [
         "concur_queue_wait_seconds_count",
         "concur_tokenization_seconds_count",
