@@ -227,6 +227,22 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Resolves on the first SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        // Without handlers the default dispositions stay: never resolve.
+        _ => std::future::pending().await,
+    }
+}
+
 fn default_concur() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe.with_file_name("concur"))
@@ -269,7 +285,13 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
     o.idle_max = secs(a.idle_seconds)?;
     o.seed = c.seed;
     o.progress = !c.no_progress;
-    let report = loadtest::sweep::run(&o).await?;
+    // Peers run in process groups of their own, so a Ctrl-C at the terminal
+    // does not reach them: on SIGINT or SIGTERM the sweep is dropped
+    // instead, and dropping a running peer or server kills it.
+    let report = tokio::select! {
+        report = loadtest::sweep::run(&o) => report?,
+        signal = interrupted() => bail!("{signal}: sweep stopped, its servers and peers killed"),
+    };
     for p in &report.presets {
         let saturated = p.saturated_throughput.map_or_else(String::new, |t| {
             format!("; saturated {t:.1} req/s with {} users", o.saturation_users)

@@ -216,6 +216,7 @@ fn step_table(o: &mut String, steps: &[Step]) {
         let l = &t.latency;
         let b = s.server.clone().unwrap_or_default();
         let name = match (s.fraction, s.client.users) {
+            (None, Some(1)) if s.kind == "users" => "light load (1 user)".into(),
             (None, Some(u)) if s.kind == "users" => format!("light load ({u} users)"),
             (Some(f), _) if s.kind == "ceiling" => format!("ceiling {f}"),
             (Some(f), _) => format!("{} {f}", s.kind),
@@ -340,8 +341,12 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(o, "Max rate: the highest open-loop ({:?} arrivals) rate with client p99 ≤ {slo:.0} ms, no errors and ≤ {:.1}% late sends, over {:.0} s steps. Latency is measured from each request's scheduled send time, so queueing inside the client is not hidden. Engine ceiling: `concur bench`, the engine alone{}.\n",
         r.options.arrival, r.options.max_late_fraction * 100.0, r.options.step.as_secs_f64(),
         r.engine_ceiling_sps.map_or_else(|| ", not measured".into(), |c| format!(", at best {c:.1} sequences/s")));
-    if !r.options.invocation.is_empty() {
-        let _ = writeln!(o, "Command: `{}`\n", r.options.invocation.join(" "));
+    let argv = &r.options.invocation;
+    if !argv.is_empty() {
+        let words = argv.iter().map(String::as_str);
+        // A word with a NUL byte cannot be quoted; the plain join still reads.
+        let command = shlex::try_join(words).unwrap_or_else(|_| argv.join(" "));
+        let _ = writeln!(o, "Command: `{command}`\n");
     }
     summary_table(&mut o, r);
     if let Some(section) = light::section(r) {

@@ -170,10 +170,25 @@ mod tests {
         assert!(md.contains("| workers | 120.0 req/s, p99 35.5 ms | 238.0 req/s, p99 65.0 ms | p99 80.2 ms, 151.9 req/s |  |"), "{md}");
         assert!(md.contains("| python (peer) | – | 150.0 req/s, p99 97.0 ms, 2 errors {\"503\": 2} | p99 4200.0 ms, 140.0 req/s |  |"), "{md}");
         assert!(md.contains("`workers` (190.0 sequences/s"), "{md}");
-        // The whole report carries the section and the peer's own section.
-        let full = crate::report::markdown(&light_report());
+        // The whole report carries the section, the peer's own section and
+        // the command line, quoted for a shell.
+        let mut r = light_report();
+        r.options.invocation = [
+            "loadtest",
+            "sweep",
+            "--peer",
+            "py=python -m x --port {port}",
+        ]
+        .map(String::from)
+        .to_vec();
+        let full = crate::report::markdown(&r);
+        assert!(
+            full.contains("Command: `loadtest sweep --peer 'py=python -m x --port {port}'`"),
+            "{full}"
+        );
         assert!(full.contains("## Light load (closed loop)"), "{full}");
         assert!(full.contains("## python (peer)"), "{full}");
+        assert!(full.contains("| light load (1 user) |"), "{full}");
         assert!(full.contains("| light load (4 users) |"), "{full}");
         assert!(full.contains("| ceiling 0.8 | 151.9 |"), "{full}");
     }
