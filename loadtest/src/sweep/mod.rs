@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::machine::Machine;
-use crate::peer::Peer;
+use crate::peer::{Peer, PeerSpec};
 use crate::run::Load;
 use crate::search::RateSearch;
 use crate::server::{self, Server};
@@ -39,19 +39,7 @@ use steps::Ctx;
 /// no preset produced a result, or on I/O errors. Bounded: every step, the
 /// bench and server start/stop have time limits.
 pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
-    if opts.configs.is_empty() {
-        bail!("no config presets given");
-    }
-    let fractions_ok = |f: &f64| *f > 0.0 && *f <= 1.0;
-    if !opts.fractions.iter().all(fractions_ok) {
-        bail!("fractions must lie in (0, 1]");
-    }
-    if let Some(f) = opts
-        .open_fraction_of_ceiling
-        .filter(|f| !(*f > 0.0 && f.is_finite()))
-    {
-        bail!("the fraction of the ceiling must be positive, got {f}");
-    }
+    check(opts)?;
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let texts = Arc::new(corpus::load(&opts.corpus)?);
@@ -98,6 +86,32 @@ pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
         bail!("every preset failed:\n{}", errors.join("\n"));
     }
     Ok(report)
+}
+
+/// Refuses options that would make the sweep meaningless or its files collide.
+fn check(opts: &SweepOptions) -> Result<()> {
+    if opts.configs.is_empty() {
+        bail!("no config presets given");
+    }
+    let fractions_ok = |f: &f64| *f > 0.0 && *f <= 1.0;
+    if !opts.fractions.iter().all(fractions_ok) {
+        bail!("fractions must lie in (0, 1]");
+    }
+    if let Some(f) = opts
+        .open_fraction_of_ceiling
+        .filter(|f| !(*f > 0.0 && f.is_finite()))
+    {
+        bail!("the fraction of the ceiling must be positive, got {f}");
+    }
+    // Each server's log is server-NAME.log: names must not collide.
+    let mut names: Vec<String> = opts.configs.iter().map(|c| preset_name(c)).collect();
+    for peer in &opts.peers {
+        if names.contains(&peer.name) {
+            bail!("peer name {:?} is already a preset or peer name", peer.name);
+        }
+        names.push(peer.name.clone());
+    }
+    Ok(())
 }
 
 /// The report's figures from the measured presets and peers.
@@ -210,7 +224,7 @@ async fn run_peer(
     opts: &SweepOptions,
     texts: &Arc<Vec<String>>,
     ceiling: Option<&CeilingRate>,
-    spec: &crate::peer::PeerSpec,
+    spec: &PeerSpec,
     result: &mut PeerResult,
 ) -> Result<()> {
     let peer = Peer::start(spec, &result.log, opts.peer_ready_timeout).await?;
@@ -315,6 +329,28 @@ async fn search(ctx: &Ctx<'_>, result: &mut PresetResult) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_may_not_collide_and_the_ceiling_fraction_is_positive() {
+        let mut o = SweepOptions::new(
+            "concur".into(),
+            vec!["config/workers.toml".into()],
+            "out".into(),
+            "corpus.jsonl".into(),
+        );
+        assert!(check(&o).is_ok());
+        o.peers = vec!["workers=x {port}".parse().unwrap()];
+        assert!(check(&o).unwrap_err().to_string().contains("workers"));
+        o.peers = vec![
+            "py=a {port}".parse().unwrap(),
+            "py=b {port}".parse().unwrap(),
+        ];
+        assert!(check(&o).is_err());
+        o.peers.pop();
+        assert!(check(&o).is_ok());
+        o.open_fraction_of_ceiling = Some(0.0);
+        assert!(check(&o).is_err());
+    }
 
     #[test]
     fn preset_names_are_file_stems() {
