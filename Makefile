@@ -6,7 +6,7 @@
 CONFIG ?= config/default.toml
 CARGO ?= cargo
 
-.PHONY: setup test-setup run build test bench sweep lint fmt clean-models
+.PHONY: setup test-setup peer-setup run build test bench sweep lint fmt clean-models
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,10 @@ setup:
 # metrics tests.
 test-setup: setup
 	@bash scripts/test-setup.sh
+
+# The Python peer the sweep measures concur against (loadtest/README.md): .venv-peer.
+peer-setup: setup
+	@bash scripts/peer-setup.sh
 
 build: setup
 	$(CARGO) build --release --workspace

@@ -11,6 +11,8 @@
 //! - [`prom`]: Prometheus text parsing and bucket quantiles.
 //! - [`breakdown`]: per-step server figures from two `/metrics` scrapes.
 //! - [`server`]: starting/stopping `concur serve`, running `concur bench`.
+//! - [`peer`]: starting/stopping an external server (a peer) in its own
+//!   process group.
 //! - [`machine`]: CPU model, cgroup quota and affinity of the run's machine.
 //! - [`search`]: the ramp-then-bisect search for the highest sustained rate.
 //! - [`sweep`]: the whole comparison across config presets.
@@ -22,6 +24,7 @@ pub mod breakdown;
 pub mod client;
 pub mod corpus;
 pub mod machine;
+pub mod peer;
 pub mod progress;
 pub mod prom;
 pub mod report;
