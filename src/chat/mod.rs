@@ -113,16 +113,19 @@ impl ChatBot {
         &self.kb.entries[index]
     }
 
-    /// The next step for a conversation whose last user message is `turns`' last one
-    /// with role user (the HTTP layer guarantees there is one).
+    /// The next step for a conversation: its last user message is a question to embed,
+    /// or a follow-up answered from the conversation. Without any user message (the HTTP
+    /// layer rejects that) the bot asks for the question.
     pub fn step(&self, turns: &[Turn]) -> Step {
-        let Some(last) = turns.iter().rev().find(|t| t.role == turns::Role::User) else {
-            return Step::Embed(String::new());
+        let last = turns.iter().rev().find(|t| t.role == turns::Role::User);
+        let follow_up = match last {
+            Some(t) => match turns::follow_up(&t.text) {
+                Some(f) => f,
+                None => return Step::Embed(t.text.clone()),
+            },
+            None => turns::FollowUp::Yes,
         };
-        let Some(follow_up) = turns::follow_up(&last.text) else {
-            return Step::Embed(last.text.clone());
-        };
-        let answered = turns::last_answer(turns, &self.kb.entries);
+        let answered = last.and_then(|_| turns::last_answer(turns, &self.kb.entries));
         let (content, decision) =
             turns::reply(follow_up, answered.map(|i| self.entry(i)), &self.kb.replies);
         Step::Reply(Reply {

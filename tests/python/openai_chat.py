@@ -2,10 +2,12 @@
 
 Asks every message of an evaluation file (tests/data/chat_eval_*.json: `on_topic` with the
 expected entry, `off_topic` that must get the fallback), every fifth one streamed, and
-gates on the share answered correctly and the share given the fallback.
+gates on the share answered correctly and the share given the fallback. For the held-out
+file it first checks that both parts of the split still follow the hash rule.
 
 Usage: openai_chat.py BASE_URL DATA_JSON KNOWLEDGE_BASE_TOML MIN_ON_TOPIC MIN_OFF_TOPIC
 """
+import hashlib
 import json
 import sys
 import tomllib
@@ -37,10 +39,21 @@ def ask(client, question, stream):
     return "".join(parts), retrieval
 
 
+def held_out(message):
+    """The split fixed before tuning: about 40% of messages, by a hash of their text."""
+    return int(hashlib.sha256(message.encode()).hexdigest()[:8], 16) % 5 < 2
+
+
 def main():
     base_url, data_path, kb_path = sys.argv[1:4]
     min_on, min_off = float(sys.argv[4]), float(sys.argv[5])
     data = json.load(open(data_path))
+    if data.get("part") == "holdout":
+        tune = json.load(open(data_path.replace("holdout", "tune")))
+        for part, held in ((data, True), (tune, False)):
+            cases = part["on_topic"] + part["off_topic"]
+            moved = [c["message"] for c in cases if held_out(c["message"]) != held]
+            assert not moved, f"messages in the wrong part of the split: {moved}"
     kb = tomllib.load(open(kb_path, "rb"))["entries"]
     answers = {e["id"]: e["answer"] for e in kb}
     client = OpenAI(base_url=base_url, api_key="unused", max_retries=0)
