@@ -194,7 +194,12 @@ pub struct LimitsConfig {
 pub struct ChatConfig {
     pub enabled: bool,
     pub knowledge_base: PathBuf,
+    /// Score (cosine + keyword_weight x BM25) the best entry must reach to be answered.
     pub threshold: f32,
+    /// Weight of an entry's BM25 keyword score next to its cosine similarity.
+    pub keyword_weight: f32,
+    /// An out-of-scope group scoring at least the best entry's score minus this wins.
+    pub out_of_scope_margin: f32,
     pub fallback: String,
 }
 

@@ -91,6 +91,8 @@ pub struct RawChat {
     pub enabled: Option<bool>,
     pub knowledge_base: Option<PathBuf>,
     pub threshold: Option<f32>,
+    pub keyword_weight: Option<f32>,
+    pub out_of_scope_margin: Option<f32>,
     pub fallback: Option<String>,
 }
 

@@ -70,7 +70,13 @@ fn impossible_values_name_their_key() {
         ("[batching]\nmax_wait_ms = -1.0\n", "batching.max_wait_ms"),
         ("[model]\nvariant = \"fp16\"\n", "model.variant"),
         ("[server]\nlisten = \"localhost\"\n", "server.listen"),
-        ("[chat]\nthreshold = 1.5\n", "chat.threshold"),
+        ("[chat]\nthreshold = 12.0\n", "chat.threshold"),
+        ("[chat]\nkeyword_weight = -0.5\n", "chat.keyword_weight"),
+        (
+            "[chat]\nout_of_scope_margin = nan\n",
+            "chat.out_of_scope_margin",
+        ),
+        ("[chat]\nfallback = \" \"\n", "chat.fallback"),
         ("[auth]\napi_keys = [\"short\"]\n", "auth.api_keys"),
         (
             "[limits]\nmax_inputs = 20\n[batching]\nqueue_capacity = 10\n",

@@ -305,12 +305,17 @@ pub(super) fn limits(
 }
 
 pub(super) fn chat(r: raw::RawChat) -> Result<ChatConfig, ConfigError> {
-    let threshold = r.threshold.unwrap_or(0.47);
-    if !(-1.0..=1.0).contains(&threshold) {
-        return Err(invalid(
-            "chat.threshold",
-            format!("{threshold} is outside -1..=1 (a cosine similarity)"),
-        ));
+    let threshold = chat_number("chat.threshold", r.threshold, 0.63, -1.0..=10.0)?;
+    let keyword_weight = chat_number("chat.keyword_weight", r.keyword_weight, 0.025, 0.0..=1.0)?;
+    let out_of_scope_margin = chat_number(
+        "chat.out_of_scope_margin",
+        r.out_of_scope_margin,
+        0.0,
+        -1.0..=1.0,
+    )?;
+    let fallback = r.fallback.unwrap_or_else(|| DEFAULT_FALLBACK.into());
+    if fallback.trim().is_empty() {
+        return Err(invalid("chat.fallback", "must not be empty"));
     }
     Ok(ChatConfig {
         enabled: r.enabled.unwrap_or(true),
@@ -318,10 +323,29 @@ pub(super) fn chat(r: raw::RawChat) -> Result<ChatConfig, ConfigError> {
             .knowledge_base
             .unwrap_or_else(|| PathBuf::from("config/knowledge_base.toml")),
         threshold,
-        fallback: r.fallback.unwrap_or_else(|| {
-            "I'm sorry, I don't have an answer to that. Could you rephrase, or contact our support team at support@example.com?".into()
-        }),
+        keyword_weight,
+        out_of_scope_margin,
+        fallback,
     })
+}
+
+/// The reply to questions the bot cannot answer; the address is the knowledge base's.
+const DEFAULT_FALLBACK: &str = "I'm sorry, I can't help with that here: I answer questions about Acme orders, delivery, returns, payments, your Acme account, Acme Plus and the Acme API. If your question is about one of those, please rephrase it; otherwise our support team is at support@acme.example or +49 30 1234 5678 (Monday to Friday 8:00-20:00, Saturday 9:00-16:00 CET).";
+
+fn chat_number(
+    key: &'static str,
+    value: Option<f32>,
+    default: f32,
+    range: std::ops::RangeInclusive<f32>,
+) -> Result<f32, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        return Err(invalid(
+            key,
+            format!("{v} is outside {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(v)
 }
 
 pub(super) fn auth(r: raw::RawAuth) -> Result<AuthConfig, ConfigError> {

@@ -1,10 +1,13 @@
 //! `POST /v1/chat/completions`: OpenAI-compatible chat answered by retrieval, with
-//! server-sent events when `stream` is true.
+//! server-sent events when `stream` is true. The conversation goes to `chat`: a question
+//! costs one embedding, a follow-up ("agent", "thanks") none.
 
 use super::embeddings::check_model;
 use super::error::ApiError;
 use super::input::{self, InputLimits};
 use super::{json_response, Body, Ctx};
+use crate::chat::turns::{Role, Turn};
+use crate::chat::{ChatBot, Reply as BotReply, Step};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
@@ -15,7 +18,8 @@ const ROLES: [&str; 5] = ["system", "developer", "user", "assistant", "tool"];
 
 /// The chat request, validated.
 struct ChatRequest {
-    question: String,
+    /// The conversation; its last user message passed the input limits.
+    turns: Vec<Turn>,
     stream: bool,
     include_usage: bool,
 }
@@ -31,23 +35,15 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
         .ok_or_else(|| {
             ApiError::not_found("chat is disabled on this server (chat.enabled = false)")
         })?;
-    let out = ctx.embed(vec![req.question.clone()], true).await?;
-    let prompt_tokens = out.tokens;
-    let found = bot.best_match(&out.vectors[0]);
-    let (content, retrieval) = match &found {
-        Some(m) if m.confident => (
-            m.entry.answer.clone(),
-            json!({"entry": m.entry.id, "title": m.entry.title, "score": m.score, "matched": true}),
-        ),
-        Some(m) => (
-            bot.fallback().to_string(),
-            json!({"entry": m.entry.id, "title": m.entry.title, "score": m.score, "matched": false}),
-        ),
-        None => (
-            bot.fallback().to_string(),
-            json!({"entry": null, "score": null, "matched": false}),
-        ),
+    let (answer, prompt_tokens) = match bot.step(&req.turns) {
+        Step::Reply(answer) => (answer, 0),
+        Step::Embed(text) => {
+            let out = ctx.embed(vec![text.clone()], true).await?;
+            (bot.answer(&text, &out.vectors[0]), out.tokens)
+        }
     };
+    let retrieval = retrieval(&bot, &answer);
+    let content = answer.content;
     let completion_tokens = content.split_whitespace().count();
     let usage = json!({
         "prompt_tokens": prompt_tokens,
@@ -81,6 +77,19 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
     ))
 }
 
+/// `concur_retrieval`: how the reply was chosen.
+fn retrieval(bot: &ChatBot, reply: &BotReply) -> Value {
+    let entry = reply.entry.map(|i| bot.entry(i));
+    json!({
+        "decision": reply.decision,
+        "matched": reply.decision == "answer",
+        "entry": entry.map(|e| e.id.as_str()),
+        "title": entry.map(|e| e.title.as_str()),
+        "score": reply.score,
+        "reason": reply.reason,
+    })
+}
+
 fn parse(obj: &Map<String, Value>, max_chars: usize) -> Result<ChatRequest, ApiError> {
     let messages = match obj.get("messages") {
         Some(Value::Array(m)) if !m.is_empty() => m,
@@ -95,7 +104,8 @@ fn parse(obj: &Map<String, Value>, max_chars: usize) -> Result<ChatRequest, ApiE
         }
         Some(_) => return Err(ApiError::invalid("messages", "`messages` must be an array")),
     };
-    let mut question = None;
+    let mut last_user = None;
+    let mut turns = Vec::with_capacity(messages.len());
     for (i, m) in messages.iter().enumerate() {
         let param = format!("messages[{i}]");
         let m = m
@@ -110,11 +120,17 @@ fn parse(obj: &Map<String, Value>, max_chars: usize) -> Result<ChatRequest, ApiE
             ));
         }
         let text = content(m.get("content"), &param)?;
-        if role == "user" {
-            question = Some((i, text));
-        }
+        let role = match role {
+            "user" => {
+                last_user = Some(i);
+                Role::User
+            }
+            "assistant" => Role::Assistant,
+            _ => Role::Other,
+        };
+        turns.push(Turn { role, text });
     }
-    let Some((i, text)) = question else {
+    let Some(i) = last_user else {
         return Err(ApiError::invalid(
             "messages",
             "there is no message with role `user`",
@@ -124,8 +140,9 @@ fn parse(obj: &Map<String, Value>, max_chars: usize) -> Result<ChatRequest, ApiE
         max_inputs: 1,
         max_chars,
     };
-    let question = input::texts(
-        Some(&Value::String(text)),
+    // Only the last user message is embedded: it alone must fit the input limits.
+    turns[i].text = input::texts(
+        Some(&Value::String(std::mem::take(&mut turns[i].text))),
         &format!("messages[{i}].content"),
         &limits,
     )?
@@ -142,7 +159,7 @@ fn parse(obj: &Map<String, Value>, max_chars: usize) -> Result<ChatRequest, ApiE
         .and_then(Value::as_bool)
         .unwrap_or(false);
     Ok(ChatRequest {
-        question,
+        turns,
         stream: input::boolean(obj, "stream", false)?,
         include_usage,
     })
