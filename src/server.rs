@@ -8,7 +8,7 @@
 use crate::batcher;
 use crate::chat::ChatBot;
 use crate::config::Config;
-use crate::connections::{Caps, ConnectionLimits, Connections};
+use crate::connections::{ConnectionLimits, Connections};
 use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine};
 use crate::executor::Executor;
 use crate::http::Scope;
@@ -84,18 +84,7 @@ impl Server {
         ));
         let listen = self.listener.local_addr().ok();
         let limits = ConnectionLimits::resolve(&config.server);
-        tracing::info!(
-            max_connections = limits.max,
-            derived_from_open_file_limit = limits.derived,
-            open_file_limit = limits.open_file_limit,
-            max_per_client = limits.max_per_client,
-            "connection cap"
-        );
-        let caps = Caps {
-            total: limits.max,
-            per_client: limits.max_per_client,
-        };
-        let connections = Connections::new(state.clone(), caps);
+        let connections = Connections::new(state.clone(), &limits);
         // Accept before loading: /health answers at once, /ready once the model is in.
         let stop_accepting = CancellationToken::new();
         let loops = start_listeners(&connections, self.listener, self.admin, &stop_accepting);

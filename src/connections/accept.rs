@@ -1,6 +1,7 @@
 //! The accept loops and one task per connection: admission at the cap, hyper's HTTP/1 and
 //! HTTP/2 serving, the connection timers, and closing on request (shed or shutdown).
 
+use super::limit::ConnectionLimits;
 use super::registry::{Admitted, Caps, Registry};
 use crate::config::ServerConfig;
 use crate::http::{self, Scope};
@@ -27,7 +28,11 @@ pub struct Connections {
 }
 
 impl Connections {
-    pub fn new(state: Arc<AppState>, caps: Caps) -> Arc<Connections> {
+    pub fn new(state: Arc<AppState>, limits: &ConnectionLimits) -> Arc<Connections> {
+        let caps = Caps {
+            total: limits.max,
+            per_client: limits.max_per_client,
+        };
         let registry = Registry::new(caps, state.metrics.connections.clone());
         let builder = http_builder(&state.config.server);
         Arc::new(Connections {

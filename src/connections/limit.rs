@@ -71,12 +71,20 @@ impl ConnectionLimits {
                 (n, false)
             }
         };
-        ConnectionLimits {
+        let limits = ConnectionLimits {
             max,
             derived,
             open_file_limit,
             max_per_client: server.max_connections_per_client,
-        }
+        };
+        tracing::info!(
+            max_connections = limits.max,
+            derived_from_open_file_limit = derived,
+            open_file_limit,
+            max_per_client = limits.max_per_client,
+            "connection cap"
+        );
+        limits
     }
 }
 

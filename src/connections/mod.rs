@@ -12,4 +12,3 @@ mod registry;
 
 pub use accept::Connections;
 pub use limit::ConnectionLimits;
-pub use registry::Caps;
