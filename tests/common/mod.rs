@@ -333,10 +333,6 @@ impl Binary {
         }
         panic!("concur at {addr} did not become ready in 60 s");
     }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
 }
 
 impl Drop for Binary {

@@ -181,6 +181,10 @@ async fn the_per_client_cap_refuses_only_that_address() {
         "max_connections = 50\nmax_connections_per_client = 2",
     ))
     .await;
+    let (_, info) = server.get_json("/info").await;
+    assert_eq!(info["connections"]["max"], 50);
+    assert_eq!(info["connections"]["derived_from_open_file_limit"], false);
+    assert_eq!(info["connections"]["max_per_client"], 2);
     let mut first = connect_from([127, 0, 0, 2], server.addr).await;
     let mut second = connect_from([127, 0, 0, 2], server.addr).await;
     let mut third = connect_from([127, 0, 0, 2], server.addr).await;
