@@ -2,6 +2,7 @@
 
 use crate::chat::ChatBot;
 use crate::config::{Config, Parallelism};
+use crate::connections::ConnectionLimits;
 use crate::engine::resolve_ort_library;
 use crate::executor::Footprint;
 use crate::threads::ThreadBudget;
@@ -13,8 +14,10 @@ pub fn build(
     budget: &ThreadBudget,
     footprint: &Footprint,
     chat: Option<&ChatBot>,
+    connections: &ConnectionLimits,
 ) -> Value {
     let b = &config.batching;
+    let server = &config.server;
     let library = resolve_ort_library(config.model.ort_library.as_deref())
         .ok()
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
@@ -54,6 +57,14 @@ pub fn build(
             "max_deadline_ms": config.limits.max_deadline.as_millis() as u64,
         },
         "threads": budget,
+        "connections": {
+            "max": connections.max,
+            "derived_from_open_file_limit": connections.derived,
+            "open_file_limit": connections.open_file_limit,
+            "max_per_client": connections.max_per_client,
+            "header_read_timeout_ms": server.header_read_timeout.as_millis() as u64,
+            "idle_timeout_ms": server.idle_timeout.as_millis() as u64,
+        },
         "chat": {
             "enabled": chat.is_some(),
             "entries": chat.map(ChatBot::len),

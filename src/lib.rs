@@ -19,13 +19,16 @@
 //!
 //! Beside the path: [`config`] (TOML -> validated config), [`metrics`] (every Prometheus
 //! metric), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
-//! (the retrieval bot), [`server`] (lifecycle and shutdown), [`bench`] (raw engine ceiling).
+//! (the retrieval bot), [`server`] (lifecycle and shutdown), [`connections`] (accept
+//! loops, the connection cap and shedding idle connections at it; `idle` holds the
+//! per-connection timers), [`bench`] (raw engine ceiling).
 
 pub mod admission;
 pub mod batcher;
 pub mod bench;
 pub mod chat;
 pub mod config;
+pub mod connections;
 pub mod engine;
 pub mod executor;
 pub mod http;

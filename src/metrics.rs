@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+mod connections;
 mod cores;
+pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
 
 /// Why a request was turned away or dropped before it reached the engine.
@@ -164,6 +166,7 @@ pub struct Metrics {
     pub worker_restarts: IntCounter,
     pub event_loop_lag: Histogram,
     pub cores: CoreMetrics,
+    pub connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -324,6 +327,7 @@ impl Metrics {
                 "How late a probe task wakes on the tokio runtime: high when the event loop is blocked.",
             ),
             cores: CoreMetrics::register(&registry),
+            connections: ConnectionMetrics::register(&registry),
             registry,
             process,
             startup,

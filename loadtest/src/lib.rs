@@ -7,6 +7,7 @@
 //! - [`stats`]: latency accounting from scheduled send time; HDR histograms.
 //! - [`client`]: the loopback-only HTTP client and endpoint mix.
 //! - [`run`]: one closed- or open-loop run against a base URL.
+//! - [`idle`]: idle keep-alive connections held open beside a run.
 //! - [`progress`]: the terminal progress bar.
 //! - [`prom`]: Prometheus text parsing and bucket quantiles.
 //! - [`breakdown`]: per-step server figures from two `/metrics` scrapes.
@@ -23,6 +24,7 @@
 pub mod breakdown;
 pub mod client;
 pub mod corpus;
+pub mod idle;
 pub mod machine;
 pub mod peer;
 pub mod progress;

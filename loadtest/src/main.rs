@@ -96,6 +96,13 @@ struct RunArgs {
     /// Write the summary as JSON to this file ("-" for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Hold this many idle keep-alive connections open for the whole run (each after one
+    /// GET /health); raises this process's open-file limit as needed.
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
+    /// The server's process id: report its memory before and with the idle connections.
+    #[arg(long, requires = "idle_connections")]
+    server_pid: Option<u32>,
     #[command(flatten)]
     common: Common,
 }
@@ -214,6 +221,8 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
     opts.late_threshold = secs(c.late_ms / 1000.0)?;
     opts.seed = c.seed;
     opts.progress = !c.no_progress;
+    opts.idle_connections = a.idle_connections;
+    opts.server_pid = a.server_pid;
     let summary = loadtest::run::run(&opts).await?;
     let json = serde_json::to_string_pretty(&summary)?;
     match a.json.as_deref() {

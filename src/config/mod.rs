@@ -113,13 +113,24 @@ impl Variant {
     }
 }
 
+/// How many connections may be open at once (both listeners together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionCap {
+    /// Derived at start from the open-file limit (`crate::connections::limit`).
+    Auto,
+    Fixed(usize),
+}
+
 /// The HTTP front end.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Optional second listener for /health, /ready and /metrics only.
     pub admin_listen: Option<SocketAddr>,
-    pub max_connections: usize,
+    pub max_connections: ConnectionCap,
+    /// Open connections per client address at most; None = no per-address cap.
+    pub max_connections_per_client: Option<usize>,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,

@@ -30,13 +30,22 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<RawCount>,
+    pub max_connections_per_client: Option<usize>,
     pub header_read_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub http2_max_streams: Option<u32>,
     pub event_loop_probe_interval_ms: Option<u64>,
+}
+
+/// A count that may also be a word, e.g. `max_connections = "auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCount {
+    Number(usize),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]

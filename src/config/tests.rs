@@ -132,3 +132,49 @@ fn parallelism_is_elastic_by_default_and_keys_of_the_other_mode_are_refused() {
         (Parallelism::Fixed, 3)
     );
 }
+
+#[test]
+fn connection_cap_is_auto_by_default_and_accepts_zero_auto_or_a_number() {
+    let cap = |text: &str| Config::parse(text).unwrap().server.max_connections;
+    assert_eq!(cap(""), ConnectionCap::Auto);
+    assert_eq!(cap("[server]\nmax_connections = 0\n"), ConnectionCap::Auto);
+    assert_eq!(
+        cap("[server]\nmax_connections = \"auto\"\n"),
+        ConnectionCap::Auto
+    );
+    assert_eq!(
+        cap("[server]\nmax_connections = 64\n"),
+        ConnectionCap::Fixed(64)
+    );
+    let per_client = |text: &str| {
+        Config::parse(text)
+            .unwrap()
+            .server
+            .max_connections_per_client
+    };
+    assert_eq!(per_client(""), None);
+    assert_eq!(
+        per_client("[server]\nmax_connections_per_client = 0\n"),
+        None
+    );
+    assert_eq!(
+        per_client("[server]\nmax_connections_per_client = 8\n"),
+        Some(8)
+    );
+    let e = err("[server]\nmax_connections = \"many\"\n");
+    assert!(
+        e.contains("server.max_connections") && e.contains("many"),
+        "{e}"
+    );
+    let e = err("[server]\nmax_connections = 2000000\n");
+    assert!(e.contains("server.max_connections"), "{e}");
+}
+
+#[test]
+fn connection_cap_override_takes_a_bare_word() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+    let c = Config::load_with_overrides(&path, &["server.max_connections=auto".into()]).unwrap();
+    assert_eq!(c.server.max_connections, ConnectionCap::Auto);
+    let c = Config::load_with_overrides(&path, &["server.max_connections=5".into()]).unwrap();
+    assert_eq!(c.server.max_connections, ConnectionCap::Fixed(5));
+}

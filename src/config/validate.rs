@@ -60,12 +60,16 @@ pub(super) fn server(r: raw::RawServer) -> Result<ServerConfig, ConfigError> {
     Ok(ServerConfig {
         listen,
         admin_listen,
-        max_connections: in_range(
-            "server.max_connections",
-            r.max_connections.unwrap_or(1024),
-            1,
-            1_000_000,
-        )?,
+        max_connections: connection_cap(r.max_connections)?,
+        max_connections_per_client: match r.max_connections_per_client {
+            None | Some(0) => None,
+            Some(n) => Some(in_range(
+                "server.max_connections_per_client",
+                n,
+                1,
+                1_000_000,
+            )?),
+        },
         header_read_timeout: millis(
             "server.header_read_timeout_ms",
             r.header_read_timeout_ms.unwrap_or(5_000),
@@ -103,6 +107,20 @@ pub(super) fn server(r: raw::RawServer) -> Result<ServerConfig, ConfigError> {
             1_000,
         )?,
     })
+}
+
+/// `0`, `"auto"` or absent: derived from the open-file limit at start.
+fn connection_cap(r: Option<raw::RawCount>) -> Result<ConnectionCap, ConfigError> {
+    const KEY: &str = "server.max_connections";
+    match r {
+        None | Some(raw::RawCount::Number(0)) => Ok(ConnectionCap::Auto),
+        Some(raw::RawCount::Word(w)) if w == "auto" => Ok(ConnectionCap::Auto),
+        Some(raw::RawCount::Word(w)) => Err(invalid(
+            KEY,
+            format!("`{w}` is neither a number nor \"auto\""),
+        )),
+        Some(raw::RawCount::Number(n)) => in_range(KEY, n, 1, 1_000_000).map(ConnectionCap::Fixed),
+    }
 }
 
 pub(super) fn model(r: raw::RawModel) -> Result<ModelConfig, ConfigError> {
