@@ -10,15 +10,20 @@ FUZZ_SMOKE_SECONDS ?= 20
 TARGET ?= all
 SECONDS ?= 600
 
-.PHONY: setup test-setup run build test bench sweep lint fmt clean-models
+.PHONY: setup test-setup peer-setup run build test bench sweep lint fmt clean-models
 
 setup:
 	@bash scripts/setup.sh
 
-# Test-only tools: promtool (Debian's prometheus package) to check the metrics exposition;
-# schemathesis and openapi-spec-validator (.venv-contract), cargo-fuzz and the fuzz targets.
+# Test-only tools: promtool and a Prometheus server (Debian's prometheus package) for the
+# metrics tests; schemathesis and openapi-spec-validator (.venv-contract), cargo-fuzz and the
+# fuzz targets for the API contract.
 test-setup: setup
 	@bash scripts/test-setup.sh
+
+# The Python peer the sweep measures concur against (loadtest/README.md): .venv-peer.
+peer-setup: setup
+	@bash scripts/peer-setup.sh
 
 build: setup
 	$(CARGO) build --release --workspace

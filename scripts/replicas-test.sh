@@ -78,7 +78,7 @@ rpids=()
 for i in 0 1 2; do
     "$CONCUR" serve --config config/default.toml --listen "127.0.0.1:${ports[$i]}" \
         --set "server.shutdown_grace_ms=$GRACE_MS" --set chat.enabled=false \
-        --set "executor.sessions=$SESSIONS" > "$work/replica$((i + 1)).log" 2>&1 &
+        --set executor.parallelism=fixed --set "executor.sessions=$SESSIONS" --set executor.intra_op_threads=1 > "$work/replica$((i + 1)).log" 2>&1 &
     rpids+=($!)
     pids+=($!)
 done

@@ -2,12 +2,15 @@
 //!
 //! The corpus is tokenized and grouped into batches once, with the configured batching
 //! policy applied to the whole corpus at once (the best grouping a full queue allows);
-//! then `sessions` threads, each owning an engine, run those batches round-robin for a
-//! fixed time. The server is measured against this number.
+//! then one thread per batch the core budget admits at once (elastic: one per core, each
+//! with a one-core session; fixed: `sessions` threads of `intra_op_threads`), each owning
+//! an engine, run those batches round-robin for a fixed time: the throughput ceiling a
+//! full queue allows. The server is measured against this number.
 
 use crate::batcher::queue::{Policy, Queue, Queued};
 use crate::config::Config;
-use crate::engine::{Batch, Engine, OnnxEngine, TokenIds};
+use crate::engine::{Batch, Engine, OnnxEngine, SharedWeights, TokenIds};
+use crate::executor::width::Ladder;
 use crate::tokenize::TextTokenizer;
 use serde::Serialize;
 use std::path::Path;
@@ -98,12 +101,7 @@ impl Queued for Item {
 
 /// Groups the corpus into batches with the configured policy.
 pub fn form_batches(config: &Config, rows: Vec<TokenIds>) -> Vec<Batch> {
-    let b = &config.batching;
-    let policy = Policy {
-        max_batch_size: b.max_batch_size,
-        max_batch_tokens: b.max_batch_tokens,
-        length_aware: b.length_aware,
-    };
+    let policy = Policy::from_config(&config.batching);
     let mut queue = Queue::default();
     rows.into_iter().for_each(|r| queue.push(Item(r)));
     let mut batches = Vec::new();
@@ -130,8 +128,12 @@ pub fn run(config: &Config, corpus: &[String], duration: Duration) -> Result<Ben
         .map(|b| 1.0 - b.real_tokens() as f64 / b.padded_tokens().max(1) as f64)
         .sum::<f64>()
         / batches.len() as f64;
-    let engines = (0..config.executor.sessions)
-        .map(|_| OnnxEngine::load(&config.model, &config.executor))
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ladder = Ladder::from_config(&config.executor, available);
+    let (threads, width) = (ladder.max_concurrent(), ladder.narrowest());
+    let shared = SharedWeights::new();
+    let engines = (0..threads)
+        .map(|_| OnnxEngine::load(&config.model, &config.executor, width, &shared))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let next = AtomicUsize::new(0);
@@ -184,8 +186,9 @@ pub fn run(config: &Config, corpus: &[String], duration: Duration) -> Result<Ben
         padding_ratio: padding,
         mean_batch_size: sequences as f64 / batches_run.max(1) as f64,
         settings: serde_json::json!({
-            "sessions": config.executor.sessions,
-            "intra_op_threads": config.executor.intra_op_threads,
+            "parallelism": config.executor.parallelism,
+            "sessions": threads,
+            "intra_op_threads": width,
             "variant": config.model.variant,
             "max_batch_size": config.batching.max_batch_size,
             "max_batch_tokens": config.batching.max_batch_tokens,

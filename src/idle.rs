@@ -1,6 +1,13 @@
-//! Idle-connection timeout: a connection with no request in flight and no bytes moving for
-//! `server.idle_timeout_ms` is closed. (hyper's header-read timeout covers slow headers;
-//! this covers keep-alive connections that just sit there holding a connection slot.)
+//! Connection timers, from the bytes a connection moves and the requests it starts:
+//!
+//! - idle timeout: a connection with no request in flight and no bytes moving for
+//!   `server.idle_timeout_ms` is closed;
+//! - first-request deadline: a connection whose first request has not started within
+//!   `server.header_read_timeout_ms` of its accept is closed. hyper's own header-read timer
+//!   only starts once hyper-util's auto builder has sniffed the protocol from the first
+//!   bytes, so without this a connection that sends nothing (or part of the HTTP/2
+//!   preface) would be held until the idle timeout. From then on, hyper's timer covers
+//!   every later HTTP/1 header.
 
 use std::io;
 use std::pin::Pin;
@@ -23,6 +30,8 @@ struct Inner {
     /// and the watcher run in different tasks and only the latest value matters.
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
+    /// Requests started so far.
+    requests: AtomicU64,
 }
 
 impl Activity {
@@ -34,6 +43,7 @@ impl Activity {
     /// Marks a request in flight until the guard drops: a slow answer is not idleness.
     pub fn busy(&self) -> BusyGuard {
         self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
         BusyGuard(self.clone())
     }
 
@@ -47,6 +57,15 @@ impl Activity {
                 return;
             }
             tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(10))).await;
+        }
+    }
+
+    /// Completes at `limit` after the connection was accepted if no request has started
+    /// by then; never completes otherwise.
+    pub async fn no_request_within(&self, limit: Duration) {
+        tokio::time::sleep_until(self.inner.origin + limit).await;
+        if self.inner.requests.load(Ordering::Relaxed) > 0 {
+            std::future::pending::<()>().await;
         }
     }
 }
@@ -74,6 +93,7 @@ impl<T> IdleIo<T> {
                 origin: Instant::now(),
                 last_ms: AtomicU64::new(0),
                 in_flight: AtomicUsize::new(0),
+                requests: AtomicU64::new(0),
             }),
         };
         (

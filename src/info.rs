@@ -2,11 +2,13 @@
 //! document describes exactly what is sent.
 
 use crate::chat::ChatBot;
-use crate::config::Config;
+use crate::config::{Config, Parallelism};
+use crate::connections::ConnectionLimits;
 use crate::engine::resolve_ort_library;
+use crate::executor::Footprint;
 use crate::threads::ThreadBudget;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 /// What is being served, and how.
@@ -15,14 +17,17 @@ pub struct Info {
     pub model: ModelInfo,
     /// The executor strategy (`inline`, `spawn_blocking`, `rayon`, `workers`, ...).
     pub strategy: String,
-    /// The resolved `[executor]` section.
+    /// The `[executor]` section as configured, without the sizing keys of the
+    /// parallelism mode not in use.
     #[schema(value_type = Object)]
     pub executor: Value,
+    pub parallelism: ParallelismInfo,
     pub batching: BatchingInfo,
     pub limits: LimitsInfo,
     /// The thread budget: inference threads, tokio workers, CPUs the process may use.
     #[schema(value_type = Object)]
     pub threads: Value,
+    pub connections: ConnectionsInfo,
     pub chat: ChatInfo,
     pub auth: AuthInfo,
     pub versions: Versions,
@@ -39,13 +44,41 @@ pub struct ModelInfo {
     pub pooling: String,
 }
 
+/// On how many cores the forward passes run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParallelismInfo {
+    /// `elastic` or `fixed`.
+    pub mode: String,
+    pub core_budget: usize,
+    /// The session widths loaded: `[{"width", "sessions"}]`, narrowest first.
+    #[schema(value_type = Vec<Object>)]
+    pub widths: Value,
+    pub model_copies: usize,
+    pub model_file_bytes: Option<u64>,
+    pub sessions_rss_bytes: u64,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchingInfo {
     pub max_batch_size: usize,
     pub max_batch_tokens: usize,
     pub max_wait_ms: f64,
     pub length_aware: bool,
+    pub solo_tokens: usize,
+    pub window: usize,
     pub queue_capacity: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConnectionsInfo {
+    /// Open connections at most (both listeners).
+    pub max: usize,
+    pub derived_from_open_file_limit: bool,
+    pub open_file_limit: Option<u64>,
+    /// Open connections per client address at most; null when off.
+    pub max_per_client: Option<usize>,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -80,8 +113,15 @@ pub struct Versions {
 }
 
 /// Builds the `/info` document once, at start.
-pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> Value {
+pub fn build(
+    config: &Config,
+    budget: &ThreadBudget,
+    footprint: &Footprint,
+    chat: Option<&ChatBot>,
+    connections: &ConnectionLimits,
+) -> Value {
     let b = &config.batching;
+    let server = &config.server;
     let library = resolve_ort_library(config.model.ort_library.as_deref())
         .ok()
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
@@ -95,12 +135,24 @@ pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> 
             pooling: "mean".into(),
         },
         strategy: text(&config.executor.strategy),
-        executor: serde_json::to_value(&config.executor).unwrap_or_default(),
+        executor: executor_settings(config),
+        parallelism: ParallelismInfo {
+            mode: text(&config.executor.parallelism),
+            core_budget: budget.ladder.cores,
+            widths: serde_json::to_value(&budget.ladder.rungs).unwrap_or_default(),
+            model_copies: footprint.model_copies,
+            model_file_bytes: std::fs::metadata(config.model.model_path())
+                .map(|m| m.len())
+                .ok(),
+            sessions_rss_bytes: footprint.sessions_rss_bytes,
+        },
         batching: BatchingInfo {
             max_batch_size: b.max_batch_size,
             max_batch_tokens: b.max_batch_tokens,
             max_wait_ms: b.max_wait.as_secs_f64() * 1e3,
             length_aware: b.length_aware,
+            solo_tokens: b.solo_tokens,
+            window: b.window,
             queue_capacity: b.queue_capacity,
         },
         limits: LimitsInfo {
@@ -111,6 +163,14 @@ pub fn build(config: &Config, budget: &ThreadBudget, chat: Option<&ChatBot>) -> 
             max_deadline_ms: config.limits.max_deadline.as_millis() as u64,
         },
         threads: serde_json::to_value(budget).unwrap_or_default(),
+        connections: ConnectionsInfo {
+            max: connections.max,
+            derived_from_open_file_limit: connections.derived,
+            open_file_limit: connections.open_file_limit,
+            max_per_client: connections.max_per_client,
+            header_read_timeout_ms: server.header_read_timeout.as_millis() as u64,
+            idle_timeout_ms: server.idle_timeout.as_millis() as u64,
+        },
         chat: ChatInfo {
             enabled: chat.is_some(),
             entries: chat.map(ChatBot::len),
@@ -134,4 +194,20 @@ fn text(value: &impl Serialize) -> String {
         Ok(Value::String(s)) => s,
         other => other.map(|v| v.to_string()).unwrap_or_default(),
     }
+}
+
+/// The executor's settings as configured: the sizing keys of the mode not in use are left
+/// out, so /info never shows a value that does nothing.
+fn executor_settings(config: &Config) -> Value {
+    let mut settings = json!(config.executor);
+    if let Some(map) = settings.as_object_mut() {
+        let unused: &[&str] = match config.executor.parallelism {
+            Parallelism::Elastic => &["sessions", "intra_op_threads"],
+            Parallelism::Fixed => &["cores"],
+        };
+        for key in unused {
+            map.remove(*key);
+        }
+    }
+    settings
 }

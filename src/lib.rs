@@ -10,20 +10,26 @@
 //! - [`tokenize`]: the model's tokenizer with sentence-transformers' settings.
 //! - [`admission`]: a bounded queue; full means 429 at once.
 //! - [`batcher`]: the queue and batching policy (size, padded tokens, wait, length-aware
-//!   grouping); drops expired and cancelled inputs before they reach the engine.
-//! - [`executor`]: the strategy, i.e. where the forward pass runs: `inline`,
-//!   `spawn_blocking`, `rayon` or `workers`.
+//!   grouping, long inputs alone); drops expired and cancelled inputs before they reach the
+//!   engine; reserves cores, then picks each batch's width.
+//! - [`executor`]: the strategy, i.e. which thread runs the forward pass (`inline`,
+//!   `spawn_blocking`, `rayon` or `workers`), and the parallelism, i.e. on how many cores:
+//!   a core budget shared by sessions of several widths, each batch's width chosen from
+//!   the moment (`elastic`) or fixed.
 //! - [`engine`]: synchronous ONNX Runtime sessions, mean pooling, normalisation.
 //!
 //! Beside the path: [`config`] (TOML -> validated config), [`metrics`] (every Prometheus
 //! metric), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
-//! (the retrieval bot), [`server`] (lifecycle and shutdown), [`bench`] (raw engine ceiling).
+//! (the retrieval bot), [`server`] (lifecycle and shutdown), [`connections`] (accept
+//! loops, the connection cap and shedding idle connections at it; `idle` holds the
+//! per-connection timers), [`bench`] (raw engine ceiling).
 
 pub mod admission;
 pub mod batcher;
 pub mod bench;
 pub mod chat;
 pub mod config;
+pub mod connections;
 pub mod engine;
 pub mod executor;
 pub mod http;

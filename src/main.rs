@@ -111,6 +111,12 @@ fn main() -> Result<()> {
 }
 
 fn serve(config: Config) -> Result<()> {
+    // Each connection holds a file descriptor: start with the most the system allows this
+    // process (the default connection cap is derived from it).
+    match concur::connections::limit::raise_open_file_limit() {
+        Ok(limit) => tracing::debug!(open_file_limit = limit, "raised the open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = config.executor.tokio_worker_threads {
         runtime.worker_threads(n);

@@ -3,12 +3,23 @@
 //! Each server instance owns a [`Metrics`] with its own registry, whose constant labels
 //! `strategy` and `model` are on every series: two strategies scraped one after the other
 //! (or two servers in one test process) never mix.
+//!
+//! Bucket bounds are built so each is the double nearest a short decimal (0.3, not
+//! 0.30000000000000004): PromQL matches `le` as a string, so `le="0.3"` must exist as written.
 
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+mod connections;
+mod cores;
+pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
+pub use cores::CoreMetrics;
 
 /// Why a request was turned away or dropped before it reached the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,8 +30,13 @@ pub enum RejectReason {
     Deadline,
     /// The client went away before its batch was formed.
     Cancelled,
-    /// The request was malformed or broke a limit (4xx).
+    /// An inference request was malformed or broke a limit (400, 413, 422, or 404 for an
+    /// unknown `model`).
     Invalid,
+    /// No such route (404): scanners and typos, kept apart from bad inference input.
+    NotFound,
+    /// A known route with the wrong method (405).
+    MethodNotAllowed,
     /// The server was draining for shutdown (503).
     Draining,
     /// Missing or wrong API key (401).
@@ -34,34 +50,114 @@ impl RejectReason {
             RejectReason::Deadline => "deadline",
             RejectReason::Cancelled => "cancelled",
             RejectReason::Invalid => "invalid",
+            RejectReason::NotFound => "not_found",
+            RejectReason::MethodNotAllowed => "method_not_allowed",
             RejectReason::Draining => "draining",
             RejectReason::Unauthorized => "unauthorized",
         }
     }
 }
 
+/// How a request ended, for the `outcome` label of the request duration: failures are often
+/// fast, and must not flatter (or hide in) the latency of answered requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 1xx to 3xx.
+    Success,
+    /// 4xx other than 429: the client's mistake.
+    ClientError,
+    /// 5xx other than 503: the server's fault.
+    ServerError,
+    /// 429 and 503: turned away by policy (overload, deadline, loading, draining).
+    Rejected,
+}
+
+impl Outcome {
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            429 | 503 => Outcome::Rejected,
+            400..=499 => Outcome::ClientError,
+            500..=599 => Outcome::ServerError,
+            _ => Outcome::Success,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 /// Seconds from 10 µs to 10 s, six buckets a decade (1, 1.5, 2, 3, 5, 7): resolves both
 /// event-loop lag (tens of microseconds, with 1 ms as an exact boundary) and queueing under
-/// overload (seconds).
+/// overload (seconds). Each bound is tenths over an exact power of ten, one correctly
+/// rounded division, so it is the double nearest its decimal (`1.5 * 1e-5` is not).
 fn seconds_buckets() -> Vec<f64> {
-    let mut buckets: Vec<f64> = (-5..=0)
-        .flat_map(|exp| [1.0, 1.5, 2.0, 3.0, 5.0, 7.0].map(|m| m * 10f64.powi(exp)))
+    let mut buckets: Vec<f64> = (1..=6)
+        .rev()
+        .flat_map(|exp| [10.0, 15.0, 20.0, 30.0, 50.0, 70.0].map(|t| t / 10f64.powi(exp)))
         .collect();
     buckets.push(10.0);
     buckets
 }
 
+/// A histogram of the request path that start-up work stays out of: the knowledge base is
+/// embedded through the same pipeline before the server is ready, and its batches are not
+/// requests. See [`Metrics::startup_work`].
+#[derive(Clone)]
+pub struct RequestHistogram {
+    inner: Histogram,
+    /// Shared with [`Metrics`]: how many start-up stages are running (0 once serving).
+    startup: Arc<AtomicUsize>,
+}
+
+impl RequestHistogram {
+    pub fn observe(&self, v: f64) {
+        if self.startup.load(Ordering::Acquire) == 0 {
+            self.inner.observe(v);
+        }
+    }
+}
+
+/// Marks start-up work while it lives; see [`Metrics::startup_work`].
+#[must_use = "start-up work is marked only while the guard lives"]
+pub struct StartupWork<'a> {
+    metrics: &'a Metrics,
+    stage: &'static str,
+    started: Instant,
+}
+
+impl Drop for StartupWork<'_> {
+    fn drop(&mut self) {
+        self.metrics.startup.fetch_sub(1, Ordering::AcqRel);
+        self.metrics
+            .startup_seconds
+            .with_label_values(&[self.stage])
+            .set(self.started.elapsed().as_secs_f64());
+    }
+}
+
 /// All metrics of one server.
 pub struct Metrics {
     registry: Registry,
+    /// `process_*` (memory, CPU, open files), unprefixed as every exporter names them.
+    process: Registry,
+    /// Above 0 while start-up work runs; shared with every [`RequestHistogram`].
+    startup: Arc<AtomicUsize>,
+    startup_seconds: GaugeVec,
+    build_info: IntGaugeVec,
     pub requests: IntCounterVec,
     pub request_duration: HistogramVec,
-    pub queue_wait: Histogram,
-    pub tokenization: Histogram,
-    pub inference: Histogram,
-    pub batch_size: Histogram,
-    pub batch_tokens: Histogram,
-    pub padding_ratio: Histogram,
+    pub queue_wait: RequestHistogram,
+    pub tokenization: RequestHistogram,
+    pub inference: RequestHistogram,
+    pub batch_size: RequestHistogram,
+    pub batch_tokens: RequestHistogram,
+    pub padding_ratio: RequestHistogram,
     pub queue_depth: IntGauge,
     pub inflight_batches: IntGauge,
     pub busy_workers: IntGauge,
@@ -69,6 +165,8 @@ pub struct Metrics {
     pub batch_failures: IntCounter,
     pub worker_restarts: IntCounter,
     pub event_loop_lag: Histogram,
+    pub cores: CoreMetrics,
+    pub connections: ConnectionMetrics,
 }
 
 impl Metrics {
@@ -78,8 +176,16 @@ impl Metrics {
             ("strategy".to_string(), strategy.to_string()),
             ("model".to_string(), model.to_string()),
         ]);
-        let registry =
-            Registry::new_custom(Some("concur".into()), Some(labels)).expect("valid registry");
+        let registry = Registry::new_custom(Some("concur".into()), Some(labels.clone()))
+            .expect("valid registry");
+        let process = Registry::new_custom(None, Some(labels)).expect("valid registry");
+        #[cfg(target_os = "linux")]
+        process
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique name");
+        let startup = Arc::new(AtomicUsize::new(0));
         let secs = |name: &str, help: &str| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(seconds_buckets()))
                 .expect("valid histogram");
@@ -90,8 +196,12 @@ impl Metrics {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("valid histogram");
             registry.register(Box::new(h.clone())).expect("unique name");
-            h
+            RequestHistogram {
+                inner: h,
+                startup: startup.clone(),
+            }
         };
+        let request_secs = |name: &str, help: &str| hist(name, help, seconds_buckets());
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid gauge");
             registry.register(Box::new(g.clone())).expect("unique name");
@@ -110,10 +220,10 @@ impl Metrics {
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "request_duration_seconds",
-                "End-to-end time of an HTTP request, from its headers to its response.",
+                "End-to-end time of an HTTP request, from its headers to its response, by outcome.",
             )
             .buckets(seconds_buckets()),
-            &["route"],
+            &["route", "outcome"],
         )
         .expect("valid histogram");
         registry
@@ -129,12 +239,36 @@ impl Metrics {
             RejectReason::Deadline,
             RejectReason::Cancelled,
             RejectReason::Invalid,
+            RejectReason::NotFound,
+            RejectReason::MethodNotAllowed,
             RejectReason::Draining,
             RejectReason::Unauthorized,
         ] {
             // Export zeros from the start, so rate() works before the first rejection.
             rejected.with_label_values(&[reason.as_str()]);
         }
+        let startup_seconds = GaugeVec::new(
+            Opts::new(
+                "startup_seconds",
+                "Time each start-up stage took (engines, knowledge_base); its work is not in the request histograms.",
+            ),
+            &["stage"],
+        )
+        .expect("valid gauge");
+        registry
+            .register(Box::new(startup_seconds.clone()))
+            .expect("unique name");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "build_info",
+                "Always 1; the labels say what is running (onnxruntime once the engines load).",
+            ),
+            &["version", "commit", "rustc", "onnxruntime"],
+        )
+        .expect("valid gauge");
+        registry
+            .register(Box::new(build_info.clone()))
+            .expect("unique name");
         Metrics {
             requests: counter_vec(
                 "requests_total",
@@ -142,15 +276,15 @@ impl Metrics {
                 &["route", "status"],
             ),
             request_duration,
-            queue_wait: secs(
+            queue_wait: request_secs(
                 "queue_wait_seconds",
                 "Time an input waited in the batch queue before its batch was dispatched.",
             ),
-            tokenization: secs(
+            tokenization: request_secs(
                 "tokenization_seconds",
                 "Time to tokenize the inputs of one request.",
             ),
-            inference: secs(
+            inference: request_secs(
                 "inference_seconds",
                 "Time of one batch's forward pass, pooling included.",
             ),
@@ -167,7 +301,8 @@ impl Metrics {
             padding_ratio: hist(
                 "batch_padding_ratio",
                 "Fraction of a batch's token slots that are padding (0 = none wasted).",
-                (0..20).map(|i| f64::from(i) * 0.05).collect(),
+                // i / 20 is one correctly rounded division: exactly the double nearest i x 0.05.
+                (0..20).map(|i| f64::from(i) / 20.0).collect(),
             ),
             queue_depth: gauge("queue_depth", "Inputs admitted and waiting for a batch."),
             inflight_batches: gauge(
@@ -191,8 +326,46 @@ impl Metrics {
                 "event_loop_lag_seconds",
                 "How late a probe task wakes on the tokio runtime: high when the event loop is blocked.",
             ),
+            cores: CoreMetrics::register(&registry),
+            connections: ConnectionMetrics::register(&registry),
             registry,
+            process,
+            startup,
+            startup_seconds,
+            build_info,
         }
+    }
+
+    /// Marks start-up work until the guard drops: the request histograms (queue wait,
+    /// tokenization, inference, batch shape) record nothing meanwhile, and
+    /// `concur_startup_seconds{stage}` gets its duration. Exact only while no request can
+    /// reach the pipeline, which holds during start-up: inference routes answer 503 until
+    /// the server is ready.
+    pub fn startup_work(&self, stage: &'static str) -> StartupWork<'_> {
+        self.startup.fetch_add(1, Ordering::AcqRel);
+        StartupWork {
+            metrics: self,
+            stage,
+            started: Instant::now(),
+        }
+    }
+
+    /// Sets `concur_build_info` (once the engines have loaded ONNX Runtime, whose version
+    /// is known only then).
+    pub fn set_build_info(&self, onnxruntime: &str) {
+        // vergen's placeholder when the build had no git checkout or no rustc to ask.
+        let known = |v: Option<&'static str>| {
+            v.filter(|v| !v.is_empty() && !v.starts_with("VERGEN"))
+                .unwrap_or("unknown")
+        };
+        self.build_info
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                known(option_env!("VERGEN_GIT_SHA")),
+                known(option_env!("VERGEN_RUSTC_SEMVER")),
+                onnxruntime,
+            ])
+            .set(1);
     }
 
     /// Counts a rejection.
@@ -203,9 +376,47 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
+        let mut families = self.registry.gather();
+        families.extend(self.process.gather());
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut buf)
+            .encode(&families, &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_work_stays_out_of_request_histograms() {
+        let m = Metrics::new("workers", "m");
+        {
+            let _kb = m.startup_work("knowledge_base");
+            m.inference.observe(0.5);
+            m.batch_size.observe(8.0);
+        }
+        assert_eq!(m.inference.inner.get_sample_count(), 0);
+        assert_eq!(m.batch_size.inner.get_sample_count(), 0);
+        assert!(m.render().contains("concur_startup_seconds{"));
+        m.inference.observe(0.5);
+        assert_eq!(m.inference.inner.get_sample_count(), 1);
+    }
+
+    #[test]
+    fn outcomes_follow_the_status() {
+        let of = |s| Outcome::of_status(s).as_str();
+        assert_eq!(
+            [200, 404, 413, 429, 500, 503].map(of),
+            [
+                "success",
+                "client_error",
+                "client_error",
+                "rejected",
+                "server_error",
+                "rejected"
+            ]
+        );
     }
 }

@@ -8,10 +8,10 @@
 use crate::batcher;
 use crate::chat::ChatBot;
 use crate::config::Config;
-use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine};
+use crate::connections::{ConnectionLimits, Connections};
+use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine, SharedWeights};
 use crate::executor::Executor;
-use crate::http::{self, Scope};
-use crate::idle::IdleIo;
+use crate::http::Scope;
 use crate::info;
 use crate::lag;
 use crate::metrics::Metrics;
@@ -19,14 +19,8 @@ use crate::pipeline::Pipeline;
 use crate::state::{AppState, Services};
 use crate::threads::ThreadBudget;
 use crate::tokenize::TextTokenizer;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -89,14 +83,16 @@ impl Server {
             stop_probe.clone(),
         ));
         let listen = self.listener.local_addr().ok();
+        let limits = ConnectionLimits::resolve(&config.server);
+        let connections = Connections::new(state.clone(), &limits);
         // Accept before loading: /health answers at once, /ready once the model is in.
         let stop_accepting = CancellationToken::new();
-        let loops = start_listeners(self.listener, self.admin, &state, &stop_accepting);
+        let loops = start_listeners(&connections, self.listener, self.admin, &stop_accepting);
         let tracker = TaskTracker::new();
         let stop_batcher = CancellationToken::new();
         let factory = self.factory.unwrap_or_else(|| onnx_factory(&config));
         let loaded = tokio::select! {
-            r = load(&config, &metrics, factory, &tracker, &stop_batcher) => r,
+            r = load(&config, &metrics, factory, &tracker, &stop_batcher, &limits) => r,
             _ = shutdown.cancelled() => Err(ServeError::Cancelled),
         };
         let (services, executor) = match loaded {
@@ -113,6 +109,7 @@ impl Server {
         shutdown.cancelled().await;
         let drain = Drain {
             state,
+            connections,
             loops,
             stop_accepting,
             stop_batcher,
@@ -129,32 +126,19 @@ impl Server {
 /// Starts the public listener's accept loop, and the admin one if any. Both share the
 /// connection cap.
 fn start_listeners(
+    connections: &Arc<Connections>,
     public: TcpListener,
     admin: Option<TcpListener>,
-    state: &Arc<AppState>,
     stop: &CancellationToken,
 ) -> Vec<JoinHandle<()>> {
-    let connections = Arc::new(Semaphore::new(state.config.server.max_connections));
     let scope = if admin.is_some() {
         Scope::Public
     } else {
         Scope::All
     };
-    let mut loops = vec![tokio::spawn(accept_loop(
-        public,
-        scope,
-        state.clone(),
-        connections.clone(),
-        stop.clone(),
-    ))];
+    let mut loops = vec![connections.listen(public, scope, stop.clone())];
     if let Some(admin) = admin {
-        loops.push(tokio::spawn(accept_loop(
-            admin,
-            Scope::Admin,
-            state.clone(),
-            connections,
-            stop.clone(),
-        )));
+        loops.push(connections.listen(admin, Scope::Admin, stop.clone()));
     }
     loops
 }
@@ -162,6 +146,7 @@ fn start_listeners(
 /// What a graceful shutdown has to stop, in order.
 struct Drain {
     state: Arc<AppState>,
+    connections: Arc<Connections>,
     loops: Vec<JoinHandle<()>>,
     stop_accepting: CancellationToken,
     stop_batcher: CancellationToken,
@@ -181,6 +166,7 @@ impl Drain {
         for l in self.loops {
             let _ = l.await;
         }
+        self.connections.drain(server.drain_timeout).await;
         self.stop_batcher.cancel();
         self.tracker.close();
         if timeout_at(deadline, self.tracker.wait()).await.is_err() {
@@ -208,7 +194,10 @@ async fn timeout_at<F: std::future::Future>(deadline: Instant, f: F) -> Result<F
 
 fn onnx_factory(config: &Config) -> EngineFactory {
     let (model, exec) = (config.model.clone(), config.executor.clone());
-    Arc::new(move || OnnxEngine::load(&model, &exec).map(|e| Box::new(e) as Box<dyn Engine>))
+    let shared = SharedWeights::new();
+    Arc::new(move |width| {
+        OnnxEngine::load(&model, &exec, width, &shared).map(|e| Box::new(e) as Box<dyn Engine>)
+    })
 }
 
 /// Loads the tokenizer, the engines and the knowledge base; starts the batcher.
@@ -218,17 +207,26 @@ async fn load(
     factory: EngineFactory,
     tracker: &TaskTracker,
     stop_batcher: &CancellationToken,
+    limits: &ConnectionLimits,
 ) -> Result<(Services, Arc<Executor>), ServeError> {
     let budget = ThreadBudget::compute(config);
     budget.log(config.executor.strategy);
     let tokenizer =
         TextTokenizer::load(&config.model.tokenizer_path(), config.model.max_seq_length)
             .map_err(ServeError::Startup)?;
-    let (exec_config, m) = (config.executor.clone(), metrics.clone());
+    let (exec_config, m, ladder) = (
+        config.executor.clone(),
+        metrics.clone(),
+        budget.ladder.clone(),
+    );
+    let engines = metrics.startup_work("engines");
     // Loading sessions reads and optimises the model: blocking work, off the event loop.
-    let executor = tokio::task::spawn_blocking(move || Executor::start(&exec_config, factory, m))
-        .await
-        .map_err(|e| ServeError::Startup(format!("engine loading panicked: {e}")))??;
+    let executor =
+        tokio::task::spawn_blocking(move || Executor::start(&exec_config, ladder, factory, m))
+            .await
+            .map_err(|e| ServeError::Startup(format!("engine loading panicked: {e}")))??;
+    drop(engines);
+    metrics.set_build_info(&crate::engine::onnxruntime_version());
     let executor = Arc::new(executor);
     let handle = batcher::spawn(
         &config.batching,
@@ -239,6 +237,8 @@ async fn load(
     );
     let pipeline = Pipeline::new(Arc::new(tokenizer), handle, metrics.clone());
     let chat = if config.chat.enabled {
+        // Its batches run through the request path but are not requests (see Metrics).
+        let _kb = metrics.startup_work("knowledge_base");
         let bot = ChatBot::build(&config.chat, &pipeline, config.limits.max_inputs)
             .await
             .map_err(ServeError::Startup)?;
@@ -247,7 +247,13 @@ async fn load(
     } else {
         None
     };
-    let info = info::build(config, &budget, chat.as_deref());
+    let info = info::build(
+        config,
+        &budget,
+        executor.footprint(),
+        chat.as_deref(),
+        limits,
+    );
     Ok((
         Services {
             pipeline,
@@ -256,80 +262,4 @@ async fn load(
         },
         executor,
     ))
-}
-
-fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.server.header_read_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(config.server.http2_max_streams);
-    builder
-}
-
-/// Accepts connections until `stop`, then waits for open ones to finish (bounded).
-async fn accept_loop(
-    listener: TcpListener,
-    scope: Scope,
-    state: Arc<AppState>,
-    connections: Arc<Semaphore>,
-    stop: CancellationToken,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = http_builder(&state.config);
-    let idle = state.config.server.idle_timeout;
-    loop {
-        let (stream, _peer) = tokio::select! {
-            _ = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors or similar: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        // Over the connection cap: close at once rather than let the backlog grow.
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let (io, activity) = IdleIo::new(stream);
-        let (state, busy) = (state.clone(), activity.clone());
-        let service = service_fn(move |req| {
-            let guard = busy.busy();
-            let state = state.clone();
-            async move {
-                let response = http::handle(state, scope, req).await;
-                drop(guard);
-                response
-            }
-        });
-        let conn = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(io), service)
-                .into_owned(),
-        );
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = conn => {}
-                // Idle past the timeout (no bytes either way): drop the connection.
-                () = activity.idle_for(idle) => {}
-            }
-            drop(permit);
-        });
-    }
-    drop(listener);
-    let drain = state.config.server.drain_timeout;
-    if timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!("connections still open after the drain timeout; closing them");
-    }
 }

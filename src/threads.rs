@@ -2,12 +2,15 @@
 //! process may really use (cgroup quota and CPU affinity, not only the core count).
 
 use crate::config::{Config, Strategy};
+use crate::executor::width::Ladder;
 use serde::Serialize;
 
 /// What the configuration asks for and what the machine allows.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadBudget {
-    /// Engine sessions x ONNX Runtime intra-op threads: the threads doing inference.
+    /// The core budget of inference and the session widths that share it.
+    pub ladder: Ladder,
+    /// Cores the forward passes in flight use at most: the budget.
     pub inference_threads: usize,
     /// tokio worker threads (HTTP, JSON, tokenization of small requests).
     pub tokio_workers: usize,
@@ -25,8 +28,10 @@ impl ThreadBudget {
     pub fn compute(config: &Config) -> ThreadBudget {
         let available = std::thread::available_parallelism().map_or(1, |n| n.get());
         let e = &config.executor;
-        let inference_threads = e.sessions * e.intra_op_threads;
+        let ladder = Ladder::from_config(e, available);
+        let inference_threads = ladder.cores;
         ThreadBudget {
+            ladder,
             inference_threads,
             tokio_workers: e.tokio_worker_threads.unwrap_or(available),
             affinity_cpus: affinity_cpus(),
@@ -40,6 +45,7 @@ impl ThreadBudget {
     pub fn log(&self, strategy: Strategy) {
         tracing::info!(
             strategy = strategy.as_str(),
+            widths = ?self.ladder.rungs,
             inference_threads = self.inference_threads,
             tokio_workers = self.tokio_workers,
             available_cpus = self.available_cpus,
@@ -49,7 +55,7 @@ impl ThreadBudget {
         );
         if self.oversubscribed {
             tracing::warn!(
-                "sessions x intra_op_threads = {} exceeds the {} CPUs this process may use; threads will contend",
+                "the core budget of {} exceeds the {} CPUs this process may use; threads will contend",
                 self.inference_threads,
                 self.available_cpus
             );
@@ -92,6 +98,30 @@ fn parse_cpu_max(text: &str) -> Option<f64> {
     (period > 0.0).then(|| quota / period)
 }
 
+/// Sets the calling thread's nice value (only ever raised: lowering needs privileges).
+///
+/// On a machine with few cores, inference threads and tokio's workers compete for the
+/// same CPUs; when a request arrives, the kernel may let a forward pass finish its time
+/// slice before the event loop runs. A higher nice value for inference threads makes the
+/// kernel prefer the event loop, which is what keeps event-loop lag low; throughput is
+/// unchanged because the event loop needs little CPU.
+pub fn lower_current_thread(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    // SAFETY: gettid has no preconditions; setpriority only reads its arguments.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice)
+    };
+    if result != 0 {
+        tracing::warn!(
+            "cannot set inference thread nice value to {nice}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,11 +142,17 @@ mod tests {
     #[test]
     fn oversubscription_is_flagged() {
         let mut config = Config::default();
+        config.executor.parallelism = crate::config::Parallelism::Fixed;
         config.executor.sessions = 1024;
         config.executor.intra_op_threads = 4;
         assert!(ThreadBudget::compute(&config).oversubscribed);
         config.executor.sessions = 1;
         config.executor.intra_op_threads = 1;
         assert!(!ThreadBudget::compute(&config).oversubscribed);
+        config.executor.parallelism = crate::config::Parallelism::Elastic;
+        config.executor.cores = None;
+        assert!(!ThreadBudget::compute(&config).oversubscribed);
+        config.executor.cores = Some(1024);
+        assert!(ThreadBudget::compute(&config).oversubscribed);
     }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::{sample, scrape, TestServer};
-use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine};
+use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine, SharedWeights};
 use http_body_util::Full;
 use serde_json::json;
 use std::io::Write;
@@ -56,9 +56,10 @@ impl GatedServer {
             gate.clone(),
             rows.clone(),
         );
-        let factory: EngineFactory = Arc::new(move || {
+        let shared = SharedWeights::new();
+        let factory: EngineFactory = Arc::new(move |width| {
             Ok(Box::new(Gated {
-                inner: OnnxEngine::load(&model, &exec)?,
+                inner: OnnxEngine::load(&model, &exec, width, &shared)?,
                 gate: g.clone(),
                 rows: r.clone(),
             }) as Box<dyn Engine>)
@@ -116,7 +117,7 @@ fn promtool_check(exposition: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_and_histograms_follow_a_known_sequence() {
     let gated = GatedServer::start(
-        "[executor]\nstrategy = \"workers\"\nsessions = 1\n[batching]\nqueue_capacity = 2\n[limits]\nmax_inputs = 2\n[chat]\nenabled = false\n",
+        "[executor]\nstrategy = \"workers\"\nparallelism = \"fixed\"\nsessions = 1\n[batching]\nqueue_capacity = 2\n[limits]\nmax_inputs = 2\n[chat]\nenabled = false\n",
     )
     .await;
     let server = gated.server.clone();
@@ -126,6 +127,9 @@ async fn counters_and_histograms_follow_a_known_sequence() {
     assert_eq!(s, 200);
     let (s, _, _) = server.post("/embed", &json!({"inputs": []})).await;
     assert_eq!(s, 422);
+    // Routing failures: counted apart from invalid inference input.
+    assert_eq!(server.get("/wp-login.php").await.0, 404);
+    assert_eq!(server.get("/embed").await.0, 405);
 
     // Hold the only session, so the next inputs wait in the queue.
     let blocked = gated.hold_session("this one holds the session").await;
@@ -170,14 +174,22 @@ async fn counters_and_histograms_follow_a_known_sequence() {
         )
     };
     assert_eq!(
-        (route("200"), route("422"), route("429"), route("503")),
-        (2.0, 1.0, 1.0, 1.0)
+        (
+            route("200"),
+            route("405"),
+            route("422"),
+            route("429"),
+            route("503")
+        ),
+        (2.0, 1.0, 1.0, 1.0, 1.0)
     );
     let rejected =
         |reason: &str| sample(&m, "concur_rejected_requests_total", &[("reason", reason)]);
     assert_eq!(rejected("overloaded"), 1.0);
     assert_eq!(rejected("deadline"), 1.0);
     assert_eq!(rejected("invalid"), 1.0);
+    assert_eq!(rejected("not_found"), 1.0);
+    assert_eq!(rejected("method_not_allowed"), 1.0);
     assert_eq!(rejected("cancelled"), 0.0);
     // Two batches ran (the expired input never reached the engine).
     assert_eq!(sample(&m, "concur_batch_size_count", &[]), 2.0);
@@ -188,13 +200,21 @@ async fn counters_and_histograms_follow_a_known_sequence() {
     assert_eq!(sample(&m, "concur_tokenization_seconds_count", &[]), 4.0);
     assert_eq!(sample(&m, "concur_queue_depth", &[]), 0.0);
     assert_eq!(sample(&m, "concur_inflight_batches", &[]), 0.0);
-    assert_eq!(
+    let duration = |outcome: &str| {
         sample(
             &m,
             "concur_request_duration_seconds_count",
-            &[("route", "embed")]
+            &[("route", "embed"), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (
+            duration("success"),
+            duration("client_error"),
+            duration("rejected")
         ),
-        5.0
+        (2.0, 2.0, 2.0),
+        "200 x2; 422 and 405; 429 and 503"
     );
     assert!(sample(&m, "concur_event_loop_lag_seconds_count", &[]) > 0.0);
     // Every series carries the strategy and the model.
@@ -253,7 +273,7 @@ async fn load_then_scrape(server: Arc<TestServer>, clients: usize, seconds: u64)
 async fn inline_blocks_the_event_loop_and_workers_does_not() {
     let mut late = Vec::new();
     for strategy in ["inline", "workers"] {
-        let extra = format!("[executor]\nstrategy = \"{strategy}\"\nsessions = 2\nintra_op_threads = 1\n[chat]\nenabled = false\n");
+        let extra = format!("[executor]\nstrategy = \"{strategy}\"\nparallelism = \"fixed\"\nsessions = 2\nintra_op_threads = 1\n[chat]\nenabled = false\n");
         let server = Arc::new(TestServer::start(&extra).await);
         let m = load_then_scrape(server.clone(), 6, 4).await;
         assert!(sample(&m, "concur_batch_size_count", &[]) > 0.0);
@@ -283,7 +303,7 @@ async fn a_disconnected_client_never_reaches_the_engine() {
     use tokio::io::AsyncWriteExt;
 
     let gated = GatedServer::start(
-        "[executor]\nstrategy = \"workers\"\nsessions = 1\n[chat]\nenabled = false\n",
+        "[executor]\nstrategy = \"workers\"\nparallelism = \"fixed\"\nsessions = 1\n[chat]\nenabled = false\n",
     )
     .await;
     let server = gated.server.clone();

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{floats, TestServer};
-use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine};
+use concur::engine::{Batch, Engine, EngineError, EngineFactory, OnnxEngine, SharedWeights};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,9 +120,10 @@ async fn a_failing_batch_fails_only_its_requests() {
             config.executor.clone(),
             fail_next.clone(),
         );
-        let factory: EngineFactory = Arc::new(move || {
+        let shared = SharedWeights::new();
+        let factory: EngineFactory = Arc::new(move |width| {
             Ok(Box::new(Faulty {
-                inner: OnnxEngine::load(&model, &exec)?,
+                inner: OnnxEngine::load(&model, &exec, width, &shared)?,
                 fail_next: flag.clone(),
             }) as Box<dyn Engine>)
         });

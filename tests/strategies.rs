@@ -1,5 +1,5 @@
-//! Every strategy serves the golden vectors, and many concurrent clients of mixed lengths
-//! each get exactly the vectors they get alone.
+//! Every strategy, under both parallelism modes, serves the golden vectors, and many
+//! concurrent clients of mixed lengths each get exactly the vectors they get alone.
 
 mod common;
 
@@ -7,16 +7,27 @@ use common::{cosine, floats, golden, TestServer};
 use serde_json::json;
 use std::sync::Arc;
 
-async fn check_strategy(preset: &str) {
+/// The fixed mode the presets' elastic one is compared against: 2 sessions x 1 thread.
+const FIXED: &str = "parallelism = \"fixed\"\nsessions = 2\nintra_op_threads = 1";
+
+async fn check_strategy(preset: &str, parallelism: &str) {
     let text =
         std::fs::read_to_string(common::root().join("config").join(format!("{preset}.toml")))
             .unwrap();
+    let elastic = "parallelism = \"elastic\"";
+    assert!(text.contains(elastic), "{preset}.toml is elastic");
+    let text = if parallelism == "fixed" {
+        text.replace(elastic, FIXED)
+    } else {
+        text
+    };
     // The preset, plus a batching window so concurrent clients share batches.
     let extra = format!("{text}\n[limits]\ndefault_deadline_ms = 60000\n");
     let extra = extra.replace("max_wait_ms = 0", "max_wait_ms = 5");
     let server = Arc::new(TestServer::start(&extra).await);
     let (_, info) = server.get_json("/info").await;
     assert_eq!(info["strategy"], preset);
+    assert_eq!(info["parallelism"]["mode"], parallelism);
     let golden = golden();
     // One request with every golden text: a batch (or several) on this strategy.
     let texts: Vec<&str> = golden.items.iter().map(|(t, _, _)| t.as_str()).collect();
@@ -67,21 +78,41 @@ async fn check_strategy(preset: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn inline_serves_golden_vectors() {
-    check_strategy("inline").await;
+async fn inline_elastic_serves_golden_vectors() {
+    check_strategy("inline", "elastic").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spawn_blocking_serves_golden_vectors() {
-    check_strategy("spawn_blocking").await;
+async fn inline_fixed_serves_golden_vectors() {
+    check_strategy("inline", "fixed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rayon_serves_golden_vectors() {
-    check_strategy("rayon").await;
+async fn spawn_blocking_elastic_serves_golden_vectors() {
+    check_strategy("spawn_blocking", "elastic").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_serves_golden_vectors() {
-    check_strategy("workers").await;
+async fn spawn_blocking_fixed_serves_golden_vectors() {
+    check_strategy("spawn_blocking", "fixed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rayon_elastic_serves_golden_vectors() {
+    check_strategy("rayon", "elastic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rayon_fixed_serves_golden_vectors() {
+    check_strategy("rayon", "fixed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_elastic_serves_golden_vectors() {
+    check_strategy("workers", "elastic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_fixed_serves_golden_vectors() {
+    check_strategy("workers", "fixed").await;
 }

@@ -7,10 +7,13 @@
 //! - [`stats`]: latency accounting from scheduled send time; HDR histograms.
 //! - [`client`]: the loopback-only HTTP client and endpoint mix.
 //! - [`run`]: one closed- or open-loop run against a base URL.
+//! - [`idle`]: idle keep-alive connections held open beside a run.
 //! - [`progress`]: the terminal progress bar.
 //! - [`prom`]: Prometheus text parsing and bucket quantiles.
 //! - [`breakdown`]: per-step server figures from two `/metrics` scrapes.
 //! - [`server`]: starting/stopping `concur serve`, running `concur bench`.
+//! - [`peer`]: starting/stopping an external server (a peer) in its own
+//!   process group.
 //! - [`machine`]: CPU model, cgroup quota and affinity of the run's machine.
 //! - [`search`]: the ramp-then-bisect search for the highest sustained rate.
 //! - [`sweep`]: the whole comparison across config presets.
@@ -21,7 +24,9 @@
 pub mod breakdown;
 pub mod client;
 pub mod corpus;
+pub mod idle;
 pub mod machine;
+pub mod peer;
 pub mod progress;
 pub mod prom;
 pub mod report;

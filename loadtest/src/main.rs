@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use loadtest::client::{Endpoint, Mix};
+use loadtest::peer::PeerSpec;
 use loadtest::run::{Load, RunOptions};
 use loadtest::schedule::Arrival;
 use loadtest::sweep::SweepOptions;
@@ -95,6 +96,13 @@ struct RunArgs {
     /// Write the summary as JSON to this file ("-" for stdout).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Hold this many idle keep-alive connections open for the whole run (each after one
+    /// GET /health); raises this process's open-file limit as needed.
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
+    /// The server's process id: report its memory before and with the idle connections.
+    #[arg(long, requires = "idle_connections")]
+    server_pid: Option<u32>,
     #[command(flatten)]
     common: Common,
 }
@@ -116,9 +124,28 @@ struct SweepArgs {
     /// Warm-up seconds of the closed-loop probe that opens each preset.
     #[arg(long, default_value_t = 5.0)]
     warmup: f64,
-    /// Most search steps per preset.
+    /// Most search steps per preset; 0 skips the probe, the search and the fractions.
     #[arg(long, default_value_t = 8)]
     max_steps: usize,
+    /// Light load: user counts of the closed-loop steps (no think time) run
+    /// for every preset and peer; "" skips them.
+    #[arg(long, default_value = "1,4,16,64", value_parser = parse_users)]
+    users: UserCounts,
+    /// Warm-up seconds of each light-load step and of the ceiling step.
+    #[arg(long, default_value_t = 2.0)]
+    users_warmup: f64,
+    /// One open-loop step per preset and peer at this fraction of the first
+    /// preset's `concur bench` (e.g. 0.8); needs --bench-seconds > 0.
+    #[arg(long)]
+    open_fraction_of_ceiling: Option<f64>,
+    /// An external server measured with the light-load and ceiling steps:
+    /// NAME=COMMAND, run with `sh -c`, `{port}` replaced by a free port,
+    /// ready when GET /health answers 200. Repeatable.
+    #[arg(long = "peer")]
+    peers: Vec<PeerSpec>,
+    /// Seconds a peer may take to answer GET /health.
+    #[arg(long, default_value_t = 120.0)]
+    peer_ready_seconds: f64,
     /// Latency target: client p99 in ms.
     #[arg(long, default_value_t = 100.0)]
     slo_p99_ms: f64,
@@ -146,6 +173,23 @@ struct SweepArgs {
     idle_seconds: f64,
     #[command(flatten)]
     common: Common,
+}
+
+/// The parsed `--users` list (a newtype, so clap takes it as one value).
+#[derive(Clone, Debug)]
+struct UserCounts(Vec<usize>);
+
+fn parse_users(s: &str) -> Result<UserCounts> {
+    let counts = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => bail!("user count {p:?}: expected a positive integer"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(UserCounts(counts))
 }
 
 fn secs(s: f64) -> Result<Duration> {
@@ -177,6 +221,8 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
     opts.late_threshold = secs(c.late_ms / 1000.0)?;
     opts.seed = c.seed;
     opts.progress = !c.no_progress;
+    opts.idle_connections = a.idle_connections;
+    opts.server_pid = a.server_pid;
     let summary = loadtest::run::run(&opts).await?;
     let json = serde_json::to_string_pretty(&summary)?;
     match a.json.as_deref() {
@@ -188,6 +234,22 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
         None => print!("{summary}"),
     }
     Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        },
+        // Without handlers the default dispositions stay: never resolve.
+        _ => std::future::pending().await,
+    }
 }
 
 fn default_concur() -> Result<PathBuf> {
@@ -222,11 +284,23 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
     o.probe_users = a.probe_users;
     o.saturation_users = a.saturation_users;
     o.bench_seconds = a.bench_seconds;
+    o.users = a.users.0.clone();
+    o.users_warmup = secs(a.users_warmup)?;
+    o.open_fraction_of_ceiling = a.open_fraction_of_ceiling;
+    o.peers = a.peers.clone();
+    o.peer_ready_timeout = secs(a.peer_ready_seconds)?;
+    o.invocation = std::env::args().collect();
     o.idle_max_requests = a.idle_requests;
     o.idle_max = secs(a.idle_seconds)?;
     o.seed = c.seed;
     o.progress = !c.no_progress;
-    let report = loadtest::sweep::run(&o).await?;
+    // Peers run in process groups of their own, so a Ctrl-C at the terminal
+    // does not reach them: on SIGINT or SIGTERM the sweep is dropped
+    // instead, and dropping a running peer or server kills it.
+    let report = tokio::select! {
+        report = loadtest::sweep::run(&o) => report?,
+        signal = interrupted() => bail!("{signal}: sweep stopped, its servers and peers killed"),
+    };
     for p in &report.presets {
         let saturated = p.saturated_throughput.map_or_else(String::new, |t| {
             format!("; saturated {t:.1} req/s with {} users", o.saturation_users)
@@ -234,8 +308,23 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
         match (&p.error, p.max_rate) {
             (Some(e), _) => eprintln!("{}: error: {e}", p.name),
             (None, Some(r)) => println!("{}: max {r:.1} req/s{saturated}", p.name),
+            (None, None) if o.max_steps == 0 => println!("{}: search skipped{saturated}", p.name),
             (None, None) => println!("{}: no rate met the target{saturated}", p.name),
         }
+    }
+    for p in &report.peers {
+        match (&p.error, &p.stopped_by) {
+            (Some(e), _) => eprintln!("{} (peer): error: {e}", p.name),
+            (None, stop) => println!(
+                "{} (peer): {} steps, stopped by {}",
+                p.name,
+                p.steps.len(),
+                stop.as_deref().unwrap_or("–")
+            ),
+        }
+    }
+    if let Some(table) = loadtest::report::light_load_section(&report) {
+        println!("\n{table}");
     }
     println!("report: {}", a.out.join("report.md").display());
     Ok(())

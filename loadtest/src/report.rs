@@ -1,13 +1,17 @@
 //! The sweep report: `report.md` with the comparison table, SVG charts,
 //! and `results.json` with every figure for machines.
 
+mod light;
+
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use crate::svg::{self, Chart, Series};
-use crate::sweep::{PresetResult, Step, SweepReport};
+use crate::sweep::{PeerResult, PresetResult, Step, SweepReport};
+
+pub use light::section as light_load_section;
 
 /// Writes every report file into `dir` and returns their paths.
 pub fn write(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
@@ -198,8 +202,8 @@ fn summary_table(o: &mut String, r: &SweepReport) {
     );
 }
 
-fn step_table(o: &mut String, p: &PresetResult) {
-    if p.steps.is_empty() {
+fn step_table(o: &mut String, steps: &[Step]) {
+    if steps.is_empty() {
         return;
     }
     let _ = writeln!(o, "| step | target req/s | achieved req/s | p50 | p90 | p99 | p99.9 | max | late | errors | queue wait mean / p99 | tokenize mean | inference mean / p99 (per batch) | batch size | padding | lag p99 | rejections | verdict |");
@@ -207,11 +211,14 @@ fn step_table(o: &mut String, p: &PresetResult) {
         o,
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|"
     );
-    for s in &p.steps {
+    for s in steps {
         let t = &s.client.totals;
         let l = &t.latency;
         let b = s.server.clone().unwrap_or_default();
         let name = match (s.fraction, s.client.users) {
+            (None, Some(1)) if s.kind == "users" => "light load (1 user)".into(),
+            (None, Some(u)) if s.kind == "users" => format!("light load ({u} users)"),
+            (Some(f), _) if s.kind == "ceiling" => format!("ceiling {f}"),
             (Some(f), _) => format!("{} {f}", s.kind),
             // Closed-loop load steps name their users; idle is always one.
             (None, Some(u)) if s.kind != "idle" => format!("{} ({u} users)", s.kind),
@@ -334,7 +341,17 @@ pub fn markdown(r: &SweepReport) -> String {
     let _ = writeln!(o, "Max rate: the highest open-loop ({:?} arrivals) rate with client p99 ≤ {slo:.0} ms, no errors and ≤ {:.1}% late sends, over {:.0} s steps. Latency is measured from each request's scheduled send time, so queueing inside the client is not hidden. Engine ceiling: `concur bench`, the engine alone{}.\n",
         r.options.arrival, r.options.max_late_fraction * 100.0, r.options.step.as_secs_f64(),
         r.engine_ceiling_sps.map_or_else(|| ", not measured".into(), |c| format!(", at best {c:.1} sequences/s")));
+    let argv = &r.options.invocation;
+    if !argv.is_empty() {
+        let words = argv.iter().map(String::as_str);
+        // A word with a NUL byte cannot be quoted; the plain join still reads.
+        let command = shlex::try_join(words).unwrap_or_else(|_| argv.join(" "));
+        let _ = writeln!(o, "Command: `{command}`\n");
+    }
     summary_table(&mut o, r);
+    if let Some(section) = light::section(r) {
+        let _ = writeln!(o, "\n{section}");
+    }
     let _ = writeln!(o, "\n![latency vs throughput](latency_vs_throughput.svg)\n");
     let _ = writeln!(o, "![event-loop lag](event_loop_lag.svg)\n");
     idle_comparison(&mut o, r);
@@ -343,11 +360,27 @@ pub fn markdown(r: &SweepReport) -> String {
         if let Some(e) = &p.error {
             let _ = writeln!(o, "Stopped early:\n\n```\n{e}\n```\n");
         }
-        step_table(&mut o, p);
+        step_table(&mut o, &p.steps);
         let _ = writeln!(o, "\nLatencies in ms (client, from scheduled send). Server columns are deltas of `/metrics` over the step; p99s there are estimated from histogram buckets. Server log: `{}`.\n", p.log.display());
+    }
+    for p in &r.peers {
+        peer_section(&mut o, p);
     }
     environment(&mut o, r);
     o
+}
+
+fn peer_section(o: &mut String, p: &PeerResult) {
+    let _ = writeln!(o, "## {} (peer)\n", p.name);
+    let _ = writeln!(o, "Started with `sh -c` (`{{port}}` is a free port), in its own process group, stopped by {}:\n\n```sh\n{}\n```\n", p.stopped_by.as_deref().unwrap_or("–"), p.command);
+    if let Some(h) = &p.health {
+        let _ = writeln!(o, "`GET /health`: `{h}`\n");
+    }
+    if let Some(e) = &p.error {
+        let _ = writeln!(o, "Stopped early:\n\n```\n{e}\n```\n");
+    }
+    step_table(o, &p.steps);
+    let _ = writeln!(o, "\nLatencies in ms (client, from scheduled send). A peer has no `/metrics`, so the server columns are empty. Log: `{}`.\n", p.log.display());
 }
 
 #[cfg(test)]
@@ -359,7 +392,13 @@ mod tests {
     use crate::stats::{LatencySummary, Totals};
     use crate::sweep::{SweepOptions, Versions};
 
-    fn step(kind: &str, fraction: Option<f64>, users: Option<usize>, rps: f64, p99: f64) -> Step {
+    pub(super) fn step(
+        kind: &str,
+        fraction: Option<f64>,
+        users: Option<usize>,
+        rps: f64,
+        p99: f64,
+    ) -> Step {
         Step {
             kind: kind.into(),
             fraction,
@@ -386,7 +425,7 @@ mod tests {
         }
     }
 
-    fn report(saturation_users: usize) -> SweepReport {
+    pub(super) fn report(saturation_users: usize) -> SweepReport {
         let mut options = SweepOptions::new(
             "concur".into(),
             vec!["config/workers.toml".into()],
@@ -420,6 +459,8 @@ mod tests {
             versions: Versions::default(),
             options,
             presets: vec![preset],
+            peers: Vec::new(),
+            ceiling_rate: None,
             engine_ceiling_sps: Some(200.0),
             best_preset: Some("workers".into()),
             files: Vec::new(),

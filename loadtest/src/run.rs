@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::client::{Client, Endpoint, Mix};
+use crate::idle::{Held, IdleReport};
 use crate::progress::Progress;
 use crate::schedule::{remaining_in, Arrival, Schedule};
 use crate::stats::{Recorder, Sample, Totals};
@@ -67,11 +68,15 @@ pub struct RunOptions {
     pub seed: u64,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Idle keep-alive connections to hold open for the whole run (see [`crate::idle`]).
+    pub idle_connections: usize,
+    /// The server's process id, to measure what the idle connections cost it in memory.
+    pub server_pid: Option<u32>,
 }
 
 impl RunOptions {
     /// Defaults: embeddings only, no warm-up, 10 s window, 10 s timeout,
-    /// 1024 in flight, 10 ms late threshold, seed 1, no progress bar.
+    /// 1024 in flight, 10 ms late threshold, seed 1, no progress bar, no idle connections.
     pub fn new(base_url: impl Into<String>, texts: Arc<Vec<String>>, load: Load) -> Self {
         RunOptions {
             base_url: base_url.into(),
@@ -86,6 +91,8 @@ impl RunOptions {
             late_threshold: Duration::from_millis(10),
             seed: 1,
             progress: false,
+            idle_connections: 0,
+            server_pid: None,
         }
     }
 }
@@ -114,6 +121,9 @@ pub struct RunSummary {
     /// Counts, throughput and latency percentiles.
     #[serde(flatten)]
     pub totals: Totals,
+    /// The idle connections held during the run, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdleReport>,
 }
 
 impl fmt::Display for RunSummary {
@@ -164,6 +174,21 @@ impl fmt::Display for RunSummary {
         )?;
         let l = &t.latency;
         writeln!(f, "latency ms (from scheduled send)  p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}", l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms, l.mean_ms)?;
+        if let Some(i) = &self.idle {
+            let kib =
+                |v: Option<u64>| v.map_or("?".into(), |v| format!("{:.1} MiB", v as f64 / 1024.0));
+            writeln!(
+                f,
+                "idle connections held {} of {} (closed by the server during the run: {}); server RSS {} -> {}, {} per connection",
+                i.opened,
+                i.requested,
+                i.closed_by_server,
+                kib(i.server_rss_before_kib),
+                kib(i.server_rss_held_kib),
+                i.rss_per_connection_bytes
+                    .map_or("?".into(), |b| format!("{:.2} KiB", b / 1024.0)),
+            )?;
+        }
         if t.by_endpoint.len() > 1 {
             for (name, l) in &t.by_endpoint {
                 writeln!(
@@ -218,6 +243,10 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
         bail!("no messages to send");
     }
     let client = Client::new(&opts.base_url)?;
+    let held = match opts.idle_connections {
+        0 => None,
+        n => Some(Held::open(&opts.base_url, n, opts.server_pid).await?),
+    };
     let start = Instant::now();
     let recorder = Arc::new(Mutex::new(Recorder::new(opts.late_threshold)));
     let shared = Arc::new(Shared {
@@ -267,6 +296,9 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
     summary.window_s = window.as_secs_f64();
     summary.offered_rps = scheduled.map(|n| n as f64 / window.as_secs_f64().max(1e-9));
     summary.totals = recorder.lock().expect("recorder lock").totals(window);
+    if let Some(held) = held {
+        summary.idle = Some(held.finish().await);
+    }
     Ok(summary)
 }
 

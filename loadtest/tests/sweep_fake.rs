@@ -1,107 +1,54 @@
-//! End-to-end check of `loadtest::sweep::run` against a fake `concur`.
+//! End-to-end check of `loadtest::sweep::run` against a fake `concur` and
+//! fake peers.
 //!
 //! This test has its own `main` (harness = false) so that its binary can
-//! also *be* the fake server: the sweep execs it as `concur serve ...`,
+//! also *be* the fake servers: the sweep execs it as `concur serve ...`,
 //! `concur bench ...` and `concur --version`, and it answers like concur
-//! with canned metrics. The real server is exercised by the server crate's
-//! own integration tests.
+//! with canned metrics; a peer command execs it as `peer ...`. The real
+//! server is exercised by the server crate's own integration tests.
 
 mod common;
+#[path = "sweep_fake/fakes.rs"]
+mod fakes;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::Reply;
+use loadtest::peer::{live_group_members, Peer, PeerSpec};
 use loadtest::sweep::{self, SweepOptions};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("--version") => println!("concur 0.0.0-fake"),
-        Some("bench") => println!(
-            "{}",
-            r#"{"sequences_per_second": 400.0, "sequences": 400, "batches": 50,
-               "batch_latency_seconds": {"p50": 0.01, "p90": 0.02, "p99": 0.03, "max": 0.04},
-               "padding_ratio": 0.2, "settings": {"fake": true}}"#
-                .replace('\n', "")
-        ),
-        Some("serve") => fake_serve(&args),
-        _ => run_test(),
-    }
-}
-
-fn arg<'a>(args: &'a [String], name: &str) -> &'a str {
-    let i = args.iter().position(|a| a == name).expect("flag present");
-    &args[i + 1]
-}
-
-/// `serve --config FILE --listen ADDR`: a server whose strategy is the
-/// config's file stem; a preset named `broken` fails at start.
-fn fake_serve(args: &[String]) {
-    let strategy = sweep::preset_name(Path::new(arg(args, "--config")));
-    if strategy == "broken" {
-        eprintln!("error: model directory models/missing not found");
-        std::process::exit(2);
-    }
-    let listen = arg(args, "--listen").to_string();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&listen).await.unwrap();
-        let posts = Arc::new(AtomicU64::new(0));
-        let handler = move |method: &str, path: &str, _: u64| {
-            let ok = |body: String| Reply {
-                status: 200,
-                delay: Duration::ZERO,
-                body,
-            };
-            match (method, path) {
-                ("GET", "/ready") => ok("ready".into()),
-                ("GET", "/info") => ok(format!(r#"{{"strategy": "{strategy}"}}"#)),
-                ("GET", "/metrics") => ok(metrics(&strategy, posts.load(Ordering::SeqCst))),
-                _ => {
-                    posts.fetch_add(1, Ordering::SeqCst);
-                    Reply {
-                        status: 200,
-                        delay: Duration::from_millis(1),
-                        body: "{}".into(),
-                    }
-                }
+        Some("bench") => println!("{}", fakes::BENCH_JSON),
+        Some("serve") => fakes::fake_serve(&args),
+        Some("peer") => fakes::fake_peer(&args),
+        _ => {
+            let dir = std::env::temp_dir().join(format!("loadtest-sweep-{}", std::process::id()));
+            // The two sweeps wait on their step clocks far more than they
+            // use CPU, so they run side by side to keep the test short.
+            std::thread::scope(|s| {
+                s.spawn(|| full_sweep(&dir.join("full")));
+                s.spawn(|| light_sweep_with_peers(&dir.join("light")));
+            });
+            peers_stop_whatever_they_do(&dir.join("stop"));
+            if std::env::var_os("KEEP_SWEEP_OUT").is_none() {
+                std::fs::remove_dir_all(&dir).ok();
             }
-        };
-        // Serves until SIGTERM ends the process (the default disposition).
-        common::serve(listener, Arc::new(handler), true).await;
-    });
-}
-
-/// Canned metrics that grow with the number of POSTs served.
-fn metrics(strategy: &str, n: u64) -> String {
-    let l = format!(r#"strategy="{strategy}",model="m""#);
-    let mut s = format!("# TYPE concur_requests_total counter\nconcur_requests_total{{{l},route=\"/v1/embeddings\",status=\"200\"}} {n}\n");
-    for (name, le, sum) in [
-        ("concur_queue_wait_seconds", "0.005", 0.001),
-        ("concur_inference_seconds", "0.01", 0.002),
-        ("concur_batch_size", "4", 2.0),
-        ("concur_event_loop_lag_seconds", "0.001", 0.0002),
-    ] {
-        s += &format!(
-            "{name}_bucket{{{l},le=\"{le}\"}} {n}\n{name}_bucket{{{l},le=\"+Inf\"}} {n}\n"
-        );
-        s += &format!(
-            "{name}_sum{{{l}}} {}\n{name}_count{{{l}}} {n}\n",
-            sum * n as f64
-        );
+            // The plain closing line CI and people read.
+            println!("3 passed, 0 failed");
+        }
     }
-    s
 }
 
-fn run_test() {
-    let dir = std::env::temp_dir().join(format!("loadtest-sweep-{}", std::process::id()));
-    let configs: Vec<PathBuf> = ["fast", "broken"]
+/// Fake presets (empty config files named after the strategy) and a
+/// two-message corpus in `dir`; options sized for a test.
+fn options(dir: &Path, presets: &[&str]) -> SweepOptions {
+    std::fs::create_dir_all(dir).unwrap();
+    let configs: Vec<PathBuf> = presets
         .iter()
         .map(|name| {
-            std::fs::create_dir_all(&dir).unwrap();
             let p = dir.join(format!("{name}.toml"));
             std::fs::write(&p, "# fake preset\n").unwrap();
             p
@@ -117,17 +64,67 @@ fn run_test() {
     let mut o = SweepOptions::new(me, configs, dir.join("out"), corpus);
     o.step = Duration::from_millis(800);
     o.warmup = Duration::from_millis(300);
-    o.max_steps = 3;
-    o.fractions = vec![0.5, 0.9];
-    // Enough users for a deep queue, few enough for a shared test machine.
-    o.saturation_users = 32;
+    o.users_warmup = Duration::from_millis(200);
     o.bench_seconds = 1;
     o.idle_max_requests = 10;
     o.idle_max = Duration::from_secs(2);
     o.ready_timeout = Duration::from_secs(10);
+    o.peer_ready_timeout = Duration::from_secs(10);
     // Generous targets: this checks the flow, not this machine's speed.
     o.slo_p99 = Duration::from_secs(1);
     o.max_late_fraction = 1.0;
+    o
+}
+
+/// Whether process `pid` still runs (a zombie does not).
+fn running(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start());
+    state.is_some_and(|s| !s.starts_with('Z') && !s.starts_with('X'))
+}
+
+/// The pid a fake peer (or its shell) wrote to `file`.
+fn pid_in(file: &Path) -> i32 {
+    let text = std::fs::read_to_string(file).unwrap();
+    text.trim().parse().unwrap()
+}
+
+/// Waits up to 5 s for `pids` and the group `pgid` to be gone.
+fn assert_gone(pgid: i32, pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (!live_group_members(pgid).is_empty() || pids.iter().any(|&p| running(p)))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        live_group_members(pgid).is_empty(),
+        "group {pgid} left running"
+    );
+    for &p in pids {
+        assert!(!running(p), "process {p} left running");
+    }
+}
+
+/// A peer command: a background `sleep` (a second member of the group,
+/// which must not outlive the peer) and the fake peer itself.
+fn peer_command(dir: &Path, name: &str, extra: &str) -> String {
+    let me = std::env::current_exe().unwrap();
+    let d = dir.display();
+    format!(
+        "sleep 300 & echo $! > '{d}/{name}-bg.pid'; exec '{}' peer 127.0.0.1:{{port}} '{d}/{name}.pid' {extra}",
+        me.display()
+    )
+}
+
+/// Every step kind on a preset that works and one that fails at start.
+fn full_sweep(dir: &Path) {
+    let mut o = options(dir, &["fast", "broken"]);
+    o.max_steps = 3;
+    o.fractions = vec![0.5, 0.9];
+    o.users = vec![2];
+    // Enough users for a deep queue, few enough for a shared test machine.
+    o.saturation_users = 32;
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let report = rt.block_on(sweep::run(&o)).expect("sweep runs");
@@ -142,10 +139,11 @@ fn run_test() {
     let kinds: Vec<&str> = fast.steps.iter().map(|s| s.kind.as_str()).collect();
     let n = kinds.len();
     assert_eq!(
-        kinds[n - 4..],
-        ["fraction", "fraction", "saturation", "idle"],
-        "saturation runs after the fractions, before idle: {kinds:?}"
+        kinds[n - 5..],
+        ["fraction", "fraction", "users", "saturation", "idle"],
+        "light load, then saturation, after the fractions, before idle: {kinds:?}"
     );
+    assert_eq!(report.ceiling_rate, None, "not asked for");
     let sat = fast.steps_of("saturation").next().unwrap();
     assert_eq!(sat.client.users, Some(32));
     assert_eq!(sat.client.target_rate, None, "closed loop");
@@ -208,9 +206,153 @@ fn run_test() {
     assert_eq!(json["presets"][0]["name"], "fast");
     assert_eq!(json["presets"][0]["saturated_throughput"], sat_rps);
     assert_eq!(json["options"]["saturation_users"], 32);
-    if std::env::var_os("KEEP_SWEEP_OUT").is_none() {
-        std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `max_steps = 0`: a preset gets its bench, the light load, the ceiling
+/// step, saturation and idle, nothing else; peers get the light load and
+/// the ceiling step. One peer works (its background child must go with it),
+/// one exits at once.
+fn light_sweep_with_peers(dir: &Path) {
+    let mut o = options(dir, &["fast"]);
+    o.max_steps = 0;
+    o.users = vec![1, 4];
+    o.open_fraction_of_ceiling = Some(0.5);
+    o.saturation_users = 8;
+    o.step = Duration::from_millis(500);
+    o.peers = vec![
+        format!("good={}", peer_command(dir, "good", ""))
+            .parse()
+            .unwrap(),
+        "broken=echo no model for port {port} >&2; exit 3"
+            .parse()
+            .unwrap(),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let report = rt.block_on(sweep::run(&o)).expect("sweep runs");
+
+    let fast = &report.presets[0];
+    assert!(fast.error.is_none(), "{:?}", fast.error);
+    let kinds: Vec<&str> = fast.steps.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["users", "users", "ceiling", "saturation", "idle"],
+        "no probe, search or fractions"
+    );
+    assert_eq!(fast.max_rate, None);
+    let c = report
+        .ceiling_rate
+        .as_ref()
+        .expect("ceiling from the bench");
+    assert_eq!(
+        (c.preset.as_str(), c.bench_sps, c.rate),
+        ("fast", 400.0, 200.0)
+    );
+    let users: Vec<Option<usize>> = fast.steps_of("users").map(|s| s.client.users).collect();
+    assert_eq!(users, [Some(1), Some(4)]);
+    for s in fast.steps_of("users") {
+        assert!(s.pass, "{}", s.verdict);
+        assert!(s.client.totals.successes > 0);
+        assert_eq!(s.client.target_rate, None, "closed loop");
+        assert!(s.server.is_some(), "metrics scraped around light load");
     }
-    // The plain closing line CI and people read.
-    println!("1 passed, 0 failed");
+    let ceiling = fast.steps_of("ceiling").next().unwrap();
+    assert_eq!(ceiling.client.target_rate, Some(200.0));
+    assert_eq!(ceiling.fraction, Some(0.5));
+    assert!(ceiling.client.totals.successes > 0);
+
+    let good = &report.peers[0];
+    assert!(good.error.is_none(), "{:?}", good.error);
+    assert_eq!(good.stopped_by.as_deref(), Some("SIGTERM"));
+    assert_eq!(good.health.as_ref().unwrap()["mode"], "fake");
+    let kinds: Vec<&str> = good.steps.iter().map(|s| s.kind.as_str()).collect();
+    assert_eq!(kinds, ["users", "users", "ceiling"]);
+    for s in &good.steps {
+        assert!(s.client.totals.successes > 0, "{}", s.kind);
+        assert_eq!(s.client.totals.error_count(), 0, "{}", s.kind);
+        assert!(s.server.is_none(), "a peer has no /metrics");
+    }
+    assert_eq!(good.steps[2].client.target_rate, Some(200.0), "same rate");
+    let log = std::fs::read_to_string(&good.log).unwrap();
+    assert!(!log.contains("unexpected"), "no /metrics, no /info: {log}");
+    assert_gone(
+        pid_in(&dir.join("good.pid")),
+        &[pid_in(&dir.join("good-bg.pid"))],
+    );
+    let broken = &report.peers[1];
+    let err = broken.error.as_deref().expect("broken peer fails");
+    assert!(
+        err.contains("exited") && err.contains("no model for port"),
+        "{err}"
+    );
+    assert!(broken.steps.is_empty());
+
+    let md = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
+    assert!(md.contains("## Light load (closed loop)"), "{md}");
+    assert!(
+        md.contains(
+            "| server | 1 user | 4 users | open loop 200.0 req/s (0.5 × ceiling) | notes |"
+        ),
+        "{md}"
+    );
+    let light = md.split("## Light load (closed loop)").nth(1).unwrap();
+    for name in ["fast", "good (peer)"] {
+        let row = light
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} | ")))
+            .unwrap_or_else(|| panic!("no {name} row: {md}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert!(cells[2].contains(" req/s, p99 "), "{row}");
+        assert!(cells[3].contains(" req/s, p99 "), "{row}");
+        assert!(cells[4].starts_with("p99 "), "{row}");
+    }
+    assert!(
+        md.contains("| broken (peer) | – | – | – | failed: see its section |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("## good (peer)") && md.contains("stopped by SIGTERM"),
+        "{md}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/results.json")).unwrap())
+            .unwrap();
+    assert_eq!(json["peers"][0]["name"], "good");
+    assert_eq!(json["peers"][0]["steps"].as_array().unwrap().len(), 3);
+    assert_eq!(json["ceiling_rate"]["rate"], 200.0);
+    assert_eq!(json["presets"][0]["steps"][0]["kind"], "users");
+}
+
+/// A peer that ignores SIGTERM gets SIGKILL after the grace; a peer that
+/// never answers `/health` is killed when the bounded wait ends. Neither
+/// leaves a process behind.
+fn peers_stop_whatever_they_do(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let d = dir.display();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let stubborn = peer_command(dir, "stubborn", "ignore-term");
+        let spec: PeerSpec = format!("stubborn={stubborn}").parse().unwrap();
+        let log = dir.join("stubborn.log");
+        let peer = Peer::start(&spec, &log, Duration::from_secs(10))
+            .await
+            .expect("stubborn peer starts");
+        let pgid = peer.pgid();
+        let how = peer.stop(Duration::from_millis(500)).await.expect("stops");
+        assert!(how.starts_with("SIGKILL after"), "{how}");
+        let pids = [dir.join("stubborn.pid"), dir.join("stubborn-bg.pid")].map(|p| pid_in(&p));
+        assert_gone(pgid, &pids);
+
+        let mute = format!(
+            "mute=sleep 300 & echo $! > '{d}/mute-bg.pid'; echo $$ > '{d}/mute.pid'; exec sleep 301 # {{port}}"
+        );
+        let spec: PeerSpec = mute.parse().unwrap();
+        let log = dir.join("mute.log");
+        let err = Peer::start(&spec, &log, Duration::from_millis(700))
+            .await
+            .err()
+            .expect("never healthy");
+        assert!(err.to_string().contains("not healthy"), "{err:#}");
+        let pgid = pid_in(&dir.join("mute.pid"));
+        assert_gone(pgid, &[pgid, pid_in(&dir.join("mute-bg.pid"))]);
+    });
 }

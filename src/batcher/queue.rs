@@ -24,6 +24,25 @@ pub struct Policy {
     /// Padded token slots: longest row times rows.
     pub max_batch_tokens: usize,
     pub length_aware: bool,
+    /// Rows at least this long run in a batch of their own (0 = off): a long row gains
+    /// little from company, and company multiplies its latency, the tail's.
+    pub solo_tokens: usize,
+    /// Length-aware batches choose among the oldest `window` entries only (0 = all): a
+    /// young entry may not overtake more than that many older ones, which bounds how
+    /// unequal waits get in a deep queue.
+    pub window: usize,
+}
+
+impl Policy {
+    pub fn from_config(b: &crate::config::BatchingConfig) -> Policy {
+        Policy {
+            max_batch_size: b.max_batch_size,
+            max_batch_tokens: b.max_batch_tokens,
+            length_aware: b.length_aware,
+            solo_tokens: b.solo_tokens,
+            window: b.window,
+        }
+    }
 }
 
 /// Rows this much shorter than the batch's longest may always share it: below this the
@@ -34,6 +53,10 @@ impl Policy {
     /// Whether rows of lengths `shortest..=longest` may share a batch of `rows` rows.
     fn fits(&self, rows: usize, shortest: usize, longest: usize) -> bool {
         let within_limits = rows <= self.max_batch_size && rows * longest <= self.max_batch_tokens;
+        let solo = self.solo_tokens > 0 && longest >= self.solo_tokens;
+        if rows > 1 && solo {
+            return false;
+        }
         // Length-aware batches also refuse a row that would be padded to over twice its
         // length; it waits for a batch of its own kind instead.
         let similar =
@@ -119,6 +142,16 @@ impl<T: Queued> Queue<T> {
         (self.entries.len() + 1) * longest.max(1) > policy.max_batch_tokens
     }
 
+    /// About how many batches the queued entries make: enough to tell whether a batch
+    /// about to run has company waiting, and how much (a lower bound: padding ignored).
+    pub fn pending_batches(&self, policy: &Policy) -> usize {
+        let tokens: usize = self.entries.iter().map(Queued::tokens).sum();
+        self.entries
+            .len()
+            .div_ceil(policy.max_batch_size)
+            .max(tokens.div_ceil(policy.max_batch_tokens))
+    }
+
     /// Removes and returns the next batch (empty only when the queue is empty).
     pub fn take_batch(&mut self, policy: &Policy) -> Vec<T> {
         if self.entries.is_empty() {
@@ -164,7 +197,11 @@ impl<T: Queued> Queue<T> {
     /// The oldest entry, then a window grown around it in length order, one neighbour at a
     /// time, always the one closest in length to the oldest.
     fn choose_similar(&self, policy: &Policy) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.entries.len()).collect();
+        let reach = match policy.window {
+            0 => self.entries.len(),
+            w => w.min(self.entries.len()),
+        };
+        let mut order: Vec<usize> = (0..reach).collect();
         // Stable: equal lengths keep arrival order, so older entries go first.
         order.sort_by_key(|&i| self.entries[i].tokens());
         let len = |pos: usize| self.entries[order[pos]].tokens();

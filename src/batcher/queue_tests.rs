@@ -50,6 +50,8 @@ const AWARE: Policy = Policy {
     max_batch_size: 4,
     max_batch_tokens: 1024,
     length_aware: true,
+    solo_tokens: 0,
+    window: 0,
 };
 
 const FIFO: Policy = Policy {
@@ -83,6 +85,59 @@ fn length_aware_groups_similar_lengths_around_the_oldest() {
     let second = q.take_batch(&AWARE);
     assert_eq!(ids(&second), vec![1, 3, 6]);
     assert!(q.is_empty());
+}
+
+#[test]
+fn long_rows_run_alone_when_solo_tokens_is_set() {
+    let p = Policy {
+        solo_tokens: 128,
+        ..AWARE
+    };
+    let (mut q, _) = queue_of(&[200, 210, 20, 22]);
+    assert_eq!(
+        ids(&q.take_batch(&p)),
+        vec![0],
+        "a long oldest row runs alone"
+    );
+    assert_eq!(ids(&q.take_batch(&p)), vec![1]);
+    assert_eq!(ids(&q.take_batch(&p)), vec![2, 3], "short rows still share");
+    let (mut q, _) = queue_of(&[200, 210]);
+    assert_eq!(
+        ids(&q.take_batch(&AWARE)),
+        vec![0, 1],
+        "off: long rows share"
+    );
+}
+
+#[test]
+fn the_window_bounds_how_far_a_young_entry_overtakes() {
+    // The oldest is 20 tokens; the similar rows 4 and 5 are beyond a window of 3.
+    let (mut q, _) = queue_of(&[20, 200, 190, 180, 21, 22]);
+    let p = Policy { window: 3, ..AWARE };
+    assert_eq!(
+        ids(&q.take_batch(&p)),
+        vec![0],
+        "nothing similar within the window"
+    );
+    let (mut q, _) = queue_of(&[20, 200, 190, 180, 21, 22]);
+    assert_eq!(
+        ids(&q.take_batch(&AWARE)),
+        vec![0, 4, 5],
+        "no window: whole queue"
+    );
+}
+
+#[test]
+fn pending_batches_estimate() {
+    let (q, _) = queue_of(&[10; 10]);
+    assert_eq!(q.pending_batches(&FIFO), 3, "10 rows, 4 a batch");
+    let (q, _) = queue_of(&[300, 300, 300]);
+    assert_eq!(
+        q.pending_batches(&FIFO),
+        1,
+        "900 tokens fit one 1024-token budget"
+    );
+    assert_eq!(Queue::<Fake>::default().pending_batches(&FIFO), 0);
 }
 
 #[test]
@@ -173,8 +228,10 @@ proptest! {
         max_batch_size in 1usize..16,
         max_batch_tokens in 256usize..4096,
         length_aware in any::<bool>(),
+        solo_tokens in prop_oneof![Just(0usize), 8usize..300],
+        window in 0usize..8,
     ) {
-        let policy = Policy { max_batch_size, max_batch_tokens, length_aware };
+        let policy = Policy { max_batch_size, max_batch_tokens, length_aware, solo_tokens, window };
         let t0 = Instant::now();
         let mut now = t0;
         let mut q: Queue<Fake> = Queue::default();
@@ -194,6 +251,7 @@ proptest! {
             let longest = batch.iter().map(|f| f.tokens).max().unwrap_or(0);
             prop_assert!(batch.len() <= policy.max_batch_size);
             prop_assert!(batch.len() <= 1 || batch.len() * longest <= policy.max_batch_tokens);
+            prop_assert!(batch.len() <= 1 || solo_tokens == 0 || longest < solo_tokens);
             for f in batch {
                 prop_assert!(!f.cancelled && f.deadline > now);
                 prop_assert!(seen.insert(f.id), "entry {} left twice", f.id);

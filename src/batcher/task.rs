@@ -1,11 +1,12 @@
-//! The batcher actor: owns the queue, forms batches when a session is idle, dispatches.
+//! The batcher actor: owns the queue, forms batches when a core is idle, picks their
+//! width, dispatches.
 
 use super::queue::{DropReason, Policy, Queue};
 use super::{BatchError, Embedded, Entry, Reply};
 use crate::admission::{Admission, AdmitError};
 use crate::config::BatchingConfig;
 use crate::engine::{Batch, EngineError, TokenIds};
-use crate::executor::{Executor, Job, Slot};
+use crate::executor::{Cores, Executor, Job};
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,11 +68,7 @@ pub fn spawn(
     let (tx, rx) = mpsc::unbounded_channel();
     let admission = Admission::new(config.queue_capacity, metrics.clone());
     let batcher = Batcher {
-        policy: Policy {
-            max_batch_size: config.max_batch_size,
-            max_batch_tokens: config.max_batch_tokens,
-            length_aware: config.length_aware,
-        },
+        policy: Policy::from_config(config),
         max_wait: config.max_wait,
         executor,
         metrics,
@@ -92,7 +89,7 @@ struct Batcher {
 impl Batcher {
     async fn run(self, mut rx: mpsc::UnboundedReceiver<Entry>, stop: CancellationToken) {
         let mut queue: Queue<Entry> = Queue::default();
-        let mut slot: Option<Slot> = None;
+        let mut cores: Option<Cores> = None;
         let mut open = true;
         loop {
             let now = Instant::now();
@@ -100,12 +97,16 @@ impl Batcher {
             if queue.is_empty() && !open {
                 break;
             }
-            if slot.is_some() && self.ready(&queue, now, open) {
+            if cores.is_some() && self.ready(&queue, now, open) {
                 let entries = queue.take_batch(&self.policy);
-                self.dispatch(slot.take().expect("checked above"), entries);
+                let mut held = cores.take().expect("checked above");
+                // Parallelism: the batch's width, from what is still queued behind it.
+                self.executor
+                    .widen(&mut held, queue.pending_batches(&self.policy));
+                self.dispatch(held, entries);
                 continue;
             }
-            let wake = self.next_wake(&queue, slot.is_some());
+            let wake = self.next_wake(&queue, cores.is_some());
             tokio::select! {
                 // New work: take everything already sent, so one wake sees a whole burst.
                 entry = rx.recv(), if open => match entry {
@@ -117,10 +118,10 @@ impl Batcher {
                     }
                     None => open = false,
                 },
-                // An idle session: reserved before the batch is formed, so batches wait
+                // An idle core: reserved before the batch is formed, so batches wait
                 // for the engine instead of piling up, and the queue keeps inputs where
                 // length-aware grouping can still see them.
-                s = self.executor.reserve(), if slot.is_none() => slot = Some(s),
+                c = self.executor.reserve(), if cores.is_none() => cores = Some(c),
                 // Shutdown: refuse new inputs; what was sent is still received, then None.
                 () = stop.cancelled(), if open && !rx.is_closed() => rx.close(),
                 // The oldest input has waited max_wait, or a deadline is due.
@@ -140,10 +141,10 @@ impl Batcher {
             || queue.is_full(&self.policy)
     }
 
-    fn next_wake(&self, queue: &Queue<Entry>, have_slot: bool) -> Option<Instant> {
+    fn next_wake(&self, queue: &Queue<Entry>, have_cores: bool) -> Option<Instant> {
         let wait_done = queue
             .oldest()
-            .filter(|_| have_slot && !self.max_wait.is_zero())
+            .filter(|_| have_cores && !self.max_wait.is_zero())
             .map(|t| t + self.max_wait);
         [wait_done, queue.earliest_deadline()]
             .into_iter()
@@ -165,7 +166,7 @@ impl Batcher {
         self.admission.report_depth();
     }
 
-    fn dispatch(&self, slot: Slot, entries: Vec<Entry>) {
+    fn dispatch(&self, cores: Cores, entries: Vec<Entry>) {
         let now = Instant::now();
         let mut rows = Vec::with_capacity(entries.len());
         let mut waiters = Vec::with_capacity(entries.len());
@@ -184,7 +185,7 @@ impl Batcher {
         let waste = 1.0 - batch.real_tokens() as f64 / padded.max(1) as f64;
         self.metrics.padding_ratio.observe(waste);
         let done = Box::new(move |result, elapsed| fan_out(waiters, result, elapsed));
-        self.executor.dispatch(slot, Job::new(batch, done));
+        self.executor.dispatch(cores, Job::new(batch, done));
     }
 }
 

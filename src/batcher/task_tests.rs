@@ -3,6 +3,7 @@
 use super::*;
 use crate::config::{ExecutorConfig, Strategy};
 use crate::engine::{Engine, EngineFactory};
+use crate::executor::width::Ladder;
 use std::sync::{Condvar, Mutex};
 
 /// Returns [row length, first id] per row; panics on a row starting with 999; blocks on
@@ -10,6 +11,8 @@ use std::sync::{Condvar, Mutex};
 struct Fake {
     seen: Arc<Mutex<Vec<u32>>>,
     gate: Arc<(Mutex<bool>, Condvar)>,
+    /// Cores the session was built for; returned as each row's third value.
+    width: usize,
 }
 
 impl Engine for Fake {
@@ -26,7 +29,7 @@ impl Engine for Fake {
         Ok(batch
             .rows
             .iter()
-            .map(|r| vec![r.len() as f32, r[0] as f32])
+            .map(|r| vec![r.len() as f32, r[0] as f32, self.width as f32])
             .collect())
     }
 }
@@ -40,23 +43,28 @@ struct Rig {
 
 impl Rig {
     fn new(strategy: Strategy, batching: &str) -> Rig {
+        // One core: one batch at a time, as most of these tests expect.
+        Rig::with_ladder(strategy, batching, Ladder::elastic(1))
+    }
+
+    fn with_ladder(strategy: Strategy, batching: &str, ladder: Ladder) -> Rig {
         let config = crate::Config::parse(batching).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new((Mutex::new(true), Condvar::new()));
         let (s, g) = (seen.clone(), gate.clone());
-        let factory: EngineFactory = Arc::new(move || {
+        let factory: EngineFactory = Arc::new(move |width| {
             Ok(Box::new(Fake {
                 seen: s.clone(),
                 gate: g.clone(),
+                width,
             }) as Box<dyn Engine>)
         });
         let metrics = Arc::new(Metrics::new(strategy.as_str(), "fake"));
         let exec = ExecutorConfig {
             strategy,
-            sessions: 1,
             ..config.executor.clone()
         };
-        let executor = Arc::new(Executor::start(&exec, factory, metrics.clone()).unwrap());
+        let executor = Arc::new(Executor::start(&exec, ladder, factory, metrics.clone()).unwrap());
         let handle = spawn(
             &config.batching,
             executor,
@@ -192,4 +200,81 @@ async fn a_panicking_batch_fails_alone_and_the_worker_is_replaced() {
         assert_eq!(rig.metrics.worker_restarts.get(), 1, "{strategy:?}");
         assert_eq!(rig.metrics.batch_failures.get(), 1, "{strategy:?}");
     }
+}
+
+// Real time below: engine threads run outside tokio, and paused time would jump past
+// every deadline while they work.
+fn width_of(reply: Reply) -> f32 {
+    reply.unwrap().vector[2]
+}
+
+#[tokio::test]
+async fn elastic_a_lone_batch_gets_every_core() {
+    for strategy in Strategy::ALL {
+        let rig = Rig::with_ladder(strategy, "", Ladder::elastic(2));
+        for id in 1..=3 {
+            let reply = rig.submit(&[id], LONG).remove(0).await.unwrap();
+            assert_eq!(width_of(reply), 2.0, "{strategy:?}: an idle machine");
+        }
+        assert_eq!(rig.metrics.cores.batches.with_label_values(&["2"]).get(), 3);
+        assert_eq!(rig.metrics.cores.busy.get(), 0, "cores are given back");
+    }
+}
+
+#[tokio::test]
+async fn elastic_queued_batches_run_side_by_side_on_one_core_each() {
+    let rig = Rig::with_ladder(
+        Strategy::Workers,
+        "[batching]\nmax_batch_size = 1\n",
+        Ladder::elastic(2),
+    );
+    // Four inputs at once: four batches of one. Each of the first three has company
+    // queued behind it, so none may take both cores; the last one finds one core idle.
+    let replies = rig.submit(&[1, 2, 3, 4], LONG);
+    let mut widths = Vec::new();
+    for r in replies {
+        widths.push(width_of(r.await.unwrap()));
+    }
+    assert_eq!(&widths[..3], &[1.0, 1.0, 1.0], "{widths:?}");
+    assert_eq!(rig.metrics.cores.budget.get(), 2);
+}
+
+#[tokio::test]
+async fn elastic_a_batch_beside_a_running_one_gets_the_idle_core_only() {
+    let rig = Rig::with_ladder(Strategy::Workers, "", Ladder::elastic(4));
+    rig.set_gate(false);
+    // Alone on 4 idle cores: width 4, the whole budget, held while the gate is closed.
+    let first = rig.submit(&[1], LONG);
+    while rig.metrics.cores.busy.get() < 4 {
+        tokio::task::yield_now().await;
+    }
+    // Nothing is left for a second batch: it waits for the first, then gets every core.
+    let second = rig.submit(&[2], LONG);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(rig.metrics.inflight_batches.get(), 1, "the budget is spent");
+    rig.set_gate(true);
+    assert_eq!(
+        width_of(first.into_iter().next().unwrap().await.unwrap()),
+        4.0
+    );
+    assert_eq!(
+        width_of(second.into_iter().next().unwrap().await.unwrap()),
+        4.0
+    );
+}
+
+#[tokio::test]
+async fn fixed_parallelism_always_uses_intra_op_threads() {
+    let config = crate::Config::parse(
+        "[executor]\nparallelism = \"fixed\"\nsessions = 2\nintra_op_threads = 2\n",
+    )
+    .unwrap();
+    let ladder = Ladder::from_config(&config.executor, 64);
+    let rig = Rig::with_ladder(Strategy::Rayon, "[batching]\nmax_batch_size = 1\n", ladder);
+    let lone = rig.submit(&[1], LONG).remove(0).await.unwrap();
+    assert_eq!(width_of(lone), 2.0);
+    for r in rig.submit(&[2, 3, 4], LONG) {
+        assert_eq!(width_of(r.await.unwrap()), 2.0);
+    }
+    assert_eq!(rig.metrics.cores.budget.get(), 4);
 }

@@ -1,43 +1,58 @@
-//! The retrieval chat bot: a knowledge base of questions and answers, embedded once at
-//! start through the same pipeline as every request, and matched by cosine similarity.
+//! The retrieval chat bot. At start the knowledge base (`kb`) is embedded once through
+//! the same pipeline as every request; a question then costs one embedding, scored
+//! against every entry by cosine similarity and keywords (`keywords`), checked for
+//! other companies' names (`names`) and decided (`decide`). Follow-ups such as "agent"
+//! or "thanks" are answered from the conversation (`turns`) without an embedding.
+
+pub mod decide;
+pub mod kb;
+pub mod keywords;
+pub mod names;
+pub mod turns;
 
 use crate::config::ChatConfig;
-use crate::engine::pooling::{cosine, normalize};
+use crate::engine::pooling::normalize;
 use crate::pipeline::Pipeline;
-use serde::Deserialize;
+use decide::{Decision, Reason, Scores, Settings};
+use kb::{Entry, KnowledgeBase};
+use keywords::KeywordIndex;
+use names::Names;
 use std::time::Duration;
+use turns::Turn;
 
-/// One knowledge-base entry as written in `config/knowledge_base.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    pub id: String,
-    pub title: String,
-    pub answer: String,
-    pub questions: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    entries: Vec<Entry>,
-}
-
-/// The best entry for a message, and whether it clears the threshold.
-#[derive(Debug, Clone)]
-pub struct Match<'a> {
-    pub entry: &'a Entry,
-    pub score: f32,
-    pub confident: bool,
-}
-
-/// The knowledge base with one normalised vector per example question.
+/// The knowledge base, its vectors and its keyword index.
 pub struct ChatBot {
-    entries: Vec<Entry>,
-    /// (entry index, vector) for every example question.
-    questions: Vec<(usize, Vec<f32>)>,
-    threshold: f32,
+    kb: KnowledgeBase,
+    /// (owner, normalised vector) for every matched text: entries' questions, titles and
+    /// answer sentences, then out-of-scope groups' questions. Owners index entries first,
+    /// then groups, like the keyword index's documents.
+    targets: Vec<(usize, Vec<f32>)>,
+    keywords: KeywordIndex,
+    names: Names,
+    settings: Settings,
     fallback: String,
+}
+
+/// What the bot needs to reply to a conversation.
+pub enum Step {
+    /// A follow-up, answered without the model.
+    Reply(Reply),
+    /// A question: embed this text and call [`ChatBot::answer`].
+    Embed(String),
+}
+
+/// The reply and how it was chosen (reported as `concur_retrieval`).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub content: String,
+    /// `answer`, `fallback`, or the follow-up's reply (`handover`, `thanks`...).
+    pub decision: &'static str,
+    /// The answered entry, or for a fallback the closest one.
+    pub entry: Option<usize>,
+    pub score: Option<f32>,
+    /// Why a question got the fallback: `below_threshold`, `out_of_scope:<group>` or
+    /// `other_company:<name>`.
+    pub reason: Option<String>,
 }
 
 /// Loading the knowledge base at start is not a request: it may wait this long for its
@@ -45,29 +60,14 @@ pub struct ChatBot {
 const BUILD_DEADLINE: Duration = Duration::from_secs(600);
 
 impl ChatBot {
-    /// Reads the knowledge base and embeds every example question.
+    /// Reads the knowledge base, embeds every matched text and builds the keyword index.
     pub async fn build(
         config: &ChatConfig,
         pipeline: &Pipeline,
         chunk: usize,
     ) -> Result<ChatBot, String> {
-        let path = &config.knowledge_base;
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read knowledge base {}: {e}", path.display()))?;
-        let file: File =
-            toml::from_str(&text).map_err(|e| format!("knowledge base {}: {e}", path.display()))?;
-        validate(&file.entries).map_err(|e| format!("knowledge base {}: {e}", path.display()))?;
-        let owners: Vec<usize> = file
-            .entries
-            .iter()
-            .enumerate()
-            .flat_map(|(i, e)| std::iter::repeat_n(i, e.questions.len()))
-            .collect();
-        let texts: Vec<String> = file
-            .entries
-            .iter()
-            .flat_map(|e| e.questions.clone())
-            .collect();
+        let kb = KnowledgeBase::load(&config.knowledge_base)?;
+        let (owners, texts) = targets(&kb);
         let mut vectors = Vec::with_capacity(texts.len());
         for part in texts.chunks(chunk.max(1)) {
             let deadline = tokio::time::Instant::now() + BUILD_DEADLINE;
@@ -80,59 +80,193 @@ impl ChatBot {
         for v in &mut vectors {
             normalize(v);
         }
+        let documents = documents(&kb);
+        let keywords = KeywordIndex::new(&documents, &kb.keywords.stop_words);
+        let names = Names::new(&kb.names, &documents[..kb.entries.len()].join(" "));
         Ok(ChatBot {
-            entries: file.entries,
-            questions: owners.into_iter().zip(vectors).collect(),
-            threshold: config.threshold,
+            targets: owners.into_iter().zip(vectors).collect(),
+            keywords,
+            names,
+            settings: Settings {
+                threshold: config.threshold,
+                keyword_weight: config.keyword_weight,
+                out_of_scope_margin: config.out_of_scope_margin,
+            },
             fallback: config.fallback.clone(),
+            kb,
         })
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.kb.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.kb.entries.is_empty()
     }
 
     pub fn fallback(&self) -> &str {
         &self.fallback
     }
 
-    /// The entry whose closest example question is most similar to `query`.
-    pub fn best_match(&self, query: &[f32]) -> Option<Match<'_>> {
-        let (owner, score) = self
-            .questions
-            .iter()
-            .map(|(owner, v)| (*owner, cosine(query, v)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))?;
-        Some(Match {
-            entry: &self.entries[owner],
-            score,
-            confident: score >= self.threshold,
+    pub fn entry(&self, index: usize) -> &Entry {
+        &self.kb.entries[index]
+    }
+
+    /// The next step for a conversation: its last user message is a question to embed,
+    /// or a follow-up answered from the conversation. Without any user message (the HTTP
+    /// layer rejects that) the bot asks for the question.
+    pub fn step(&self, turns: &[Turn]) -> Step {
+        let last = turns.iter().rev().find(|t| t.role == turns::Role::User);
+        let follow_up = match last {
+            Some(t) => match turns::follow_up(&t.text) {
+                Some(f) => f,
+                None => return Step::Embed(t.text.clone()),
+            },
+            None => turns::FollowUp::Yes,
+        };
+        let answered = last.and_then(|_| turns::last_answer(turns, &self.kb.entries));
+        let (content, decision) =
+            turns::reply(follow_up, answered.map(|i| self.entry(i)), &self.kb.replies);
+        Step::Reply(Reply {
+            content,
+            decision,
+            entry: answered,
+            score: None,
+            reason: None,
         })
+    }
+
+    /// Decides a question from its text and its embedding.
+    pub fn answer(&self, text: &str, vector: &[f32]) -> Reply {
+        let scores = self.scores(text, vector);
+        let found = self.names.find(text);
+        let accepts = |i: usize| self.kb.entries[i].accepts.as_slice();
+        match decide::decide(&scores, &found, accepts, &self.settings) {
+            Decision::Answer { entry, score } => Reply {
+                content: self.entry(entry).answer.clone(),
+                decision: "answer",
+                entry: Some(entry),
+                score: Some(score),
+                reason: None,
+            },
+            Decision::Fallback { reason, best } => Reply {
+                content: self.fallback.clone(),
+                decision: "fallback",
+                entry: best.map(|b| b.0),
+                score: best.map(|b| b.1),
+                reason: Some(match reason {
+                    Reason::BelowThreshold => "below_threshold".into(),
+                    Reason::OutOfScope(g) => format!("out_of_scope:{}", self.kb.out_of_scope[g].id),
+                    Reason::OtherCompany(name) => format!("other_company:{name}"),
+                }),
+            },
+        }
+    }
+
+    /// Every entry's and group's score: best cosine over its targets plus weighted BM25.
+    fn scores(&self, text: &str, vector: &[f32]) -> Scores {
+        let mut query = vector.to_vec();
+        normalize(&mut query);
+        let owners = self.kb.entries.len() + self.kb.out_of_scope.len();
+        let mut cosine = vec![f32::NEG_INFINITY; owners];
+        for (owner, v) in &self.targets {
+            let dot: f32 = query.iter().zip(v).map(|(a, b)| a * b).sum();
+            cosine[*owner] = cosine[*owner].max(dot);
+        }
+        let keywords = self.keywords.scores(text);
+        Scores::combine(
+            &cosine,
+            &keywords,
+            self.kb.entries.len(),
+            self.settings.keyword_weight,
+        )
     }
 }
 
-fn validate(entries: &[Entry]) -> Result<(), String> {
-    if entries.is_empty() {
-        return Err("has no entries".into());
-    }
-    let mut ids = std::collections::HashSet::new();
-    for e in entries {
-        if !ids.insert(e.id.as_str()) {
-            return Err(format!("entry id `{}` appears twice", e.id));
-        }
-        if e.questions.is_empty() || e.questions.iter().any(|q| q.trim().is_empty()) {
-            return Err(format!(
-                "entry `{}` needs non-empty example questions",
-                e.id
-            ));
-        }
-        if e.answer.trim().is_empty() {
-            return Err(format!("entry `{}` has an empty answer", e.id));
+/// The texts to embed and who owns each: an entry's questions, title and answer
+/// sentences, then each out-of-scope group's questions.
+fn targets(kb: &KnowledgeBase) -> (Vec<usize>, Vec<String>) {
+    let mut owners = Vec::new();
+    let mut texts = Vec::new();
+    for (i, e) in kb.entries.iter().enumerate() {
+        let own = e
+            .questions
+            .iter()
+            .cloned()
+            .chain([e.title.clone()])
+            .chain(sentences(&e.answer));
+        for t in own {
+            owners.push(i);
+            texts.push(t);
         }
     }
-    Ok(())
+    for (g, group) in kb.out_of_scope.iter().enumerate() {
+        owners.extend(std::iter::repeat_n(
+            kb.entries.len() + g,
+            group.questions.len(),
+        ));
+        texts.extend(group.questions.iter().cloned());
+    }
+    (owners, texts)
+}
+
+/// An answer's sentences: split after `.`, `!`, `?` or `;` followed by white space.
+fn sentences(answer: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = answer.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let ends = matches!(c, '.' | '!' | '?' | ';');
+        if ends && chars.peek().is_some_and(|(_, n)| n.is_whitespace()) {
+            out.push(answer[start..=i].trim().to_string());
+            start = i + 1;
+        }
+    }
+    out.push(answer[start..].trim().to_string());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// The keyword documents: per entry its title, answer and questions; per group its
+/// questions.
+fn documents(kb: &KnowledgeBase) -> Vec<String> {
+    let entries = kb
+        .entries
+        .iter()
+        .map(|e| format!("{} {} {}", e.title, e.answer, e.questions.join(" ")));
+    let groups = kb.out_of_scope.iter().map(|g| g.questions.join(" "));
+    entries.chain(groups).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_split_into_sentences() {
+        assert_eq!(
+            sentences("Go to Account > Orders. It costs 4.90 EUR; free over 50! Done?"),
+            [
+                "Go to Account > Orders.",
+                "It costs 4.90 EUR;",
+                "free over 50!",
+                "Done?"
+            ]
+        );
+        assert_eq!(sentences("No stop at the end"), ["No stop at the end"]);
+    }
+
+    #[test]
+    fn targets_and_documents_list_entries_then_groups() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let kb = KnowledgeBase::load(&root.join("config/knowledge_base.toml")).unwrap();
+        let (owners, texts) = targets(&kb);
+        assert_eq!(owners.len(), texts.len());
+        let entries = kb.entries.len();
+        assert_eq!(*owners.last().unwrap(), entries + kb.out_of_scope.len() - 1);
+        assert!(owners.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(texts[0], kb.entries[0].questions[0]);
+        assert_eq!(documents(&kb).len(), entries + kb.out_of_scope.len());
+    }
 }

@@ -76,6 +76,26 @@ impl Strategy {
     }
 }
 
+/// How many cores one forward pass gets. See `src/executor/width.rs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Parallelism {
+    /// Decided per batch from the moment: alone on an idle machine a batch gets every core
+    /// of the budget; when batches queue, each gets one and they run side by side.
+    Elastic,
+    /// Every batch runs on `intra_op_threads` cores, at most `sessions` batches at once.
+    Fixed,
+}
+
+impl Parallelism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Parallelism::Elastic => "elastic",
+            Parallelism::Fixed => "fixed",
+        }
+    }
+}
+
 /// Which exported model file to load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,13 +113,24 @@ impl Variant {
     }
 }
 
+/// How many connections may be open at once (both listeners together).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionCap {
+    /// Derived at start from the open-file limit (`crate::connections::limit`).
+    Auto,
+    Fixed(usize),
+}
+
 /// The HTTP front end.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Optional second listener for /health, /ready and /metrics only.
     pub admin_listen: Option<SocketAddr>,
-    pub max_connections: usize,
+    pub max_connections: ConnectionCap,
+    /// Open connections per client address at most; None = no per-address cap.
+    pub max_connections_per_client: Option<usize>,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub drain_timeout: Duration,
@@ -131,6 +162,10 @@ impl ModelConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutorConfig {
     pub strategy: Strategy,
+    pub parallelism: Parallelism,
+    /// Elastic: the core budget; None = every CPU the process may use.
+    pub cores: Option<usize>,
+    /// Fixed: engine sessions, each running one batch at a time on `intra_op_threads`.
     pub sessions: usize,
     pub intra_op_threads: usize,
     pub inter_op_threads: usize,
@@ -148,6 +183,10 @@ pub struct BatchingConfig {
     pub max_batch_tokens: usize,
     pub max_wait: Duration,
     pub length_aware: bool,
+    /// Inputs at least this many tokens long run in a batch of their own (0 = off).
+    pub solo_tokens: usize,
+    /// Length-aware grouping looks at the oldest this-many queued inputs (0 = all).
+    pub window: usize,
     pub queue_capacity: usize,
 }
 
@@ -166,7 +205,12 @@ pub struct LimitsConfig {
 pub struct ChatConfig {
     pub enabled: bool,
     pub knowledge_base: PathBuf,
+    /// Score (cosine + keyword_weight x BM25) the best entry must reach to be answered.
     pub threshold: f32,
+    /// Weight of an entry's BM25 keyword score next to its cosine similarity.
+    pub keyword_weight: f32,
+    /// An out-of-scope group scoring at least the best entry's score minus this wins.
+    pub out_of_scope_margin: f32,
     pub fallback: String,
 }
 

@@ -30,13 +30,22 @@ pub struct RawConfig {
 pub struct RawServer {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
-    pub max_connections: Option<usize>,
+    pub max_connections: Option<RawCount>,
+    pub max_connections_per_client: Option<usize>,
     pub header_read_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub drain_timeout_ms: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub http2_max_streams: Option<u32>,
     pub event_loop_probe_interval_ms: Option<u64>,
+}
+
+/// A count that may also be a word, e.g. `max_connections = "auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawCount {
+    Number(usize),
+    Word(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -53,6 +62,8 @@ pub struct RawModel {
 #[serde(deny_unknown_fields)]
 pub struct RawExecutor {
     pub strategy: Option<String>,
+    pub parallelism: Option<String>,
+    pub cores: Option<usize>,
     pub sessions: Option<usize>,
     pub intra_op_threads: Option<usize>,
     pub inter_op_threads: Option<usize>,
@@ -68,6 +79,8 @@ pub struct RawBatching {
     pub max_batch_tokens: Option<usize>,
     pub max_wait_ms: Option<f64>,
     pub length_aware: Option<bool>,
+    pub solo_tokens: Option<usize>,
+    pub window: Option<usize>,
     pub queue_capacity: Option<usize>,
 }
 
@@ -87,6 +100,8 @@ pub struct RawChat {
     pub enabled: Option<bool>,
     pub knowledge_base: Option<PathBuf>,
     pub threshold: Option<f32>,
+    pub keyword_weight: Option<f32>,
+    pub out_of_scope_margin: Option<f32>,
     pub fallback: Option<String>,
 }
 

@@ -60,12 +60,16 @@ pub(super) fn server(r: raw::RawServer) -> Result<ServerConfig, ConfigError> {
     Ok(ServerConfig {
         listen,
         admin_listen,
-        max_connections: in_range(
-            "server.max_connections",
-            r.max_connections.unwrap_or(1024),
-            1,
-            1_000_000,
-        )?,
+        max_connections: connection_cap(r.max_connections)?,
+        max_connections_per_client: match r.max_connections_per_client {
+            None | Some(0) => None,
+            Some(n) => Some(in_range(
+                "server.max_connections_per_client",
+                n,
+                1,
+                1_000_000,
+            )?),
+        },
         header_read_timeout: millis(
             "server.header_read_timeout_ms",
             r.header_read_timeout_ms.unwrap_or(5_000),
@@ -105,6 +109,20 @@ pub(super) fn server(r: raw::RawServer) -> Result<ServerConfig, ConfigError> {
     })
 }
 
+/// `0`, `"auto"` or absent: derived from the open-file limit at start.
+fn connection_cap(r: Option<raw::RawCount>) -> Result<ConnectionCap, ConfigError> {
+    const KEY: &str = "server.max_connections";
+    match r {
+        None | Some(raw::RawCount::Number(0)) => Ok(ConnectionCap::Auto),
+        Some(raw::RawCount::Word(w)) if w == "auto" => Ok(ConnectionCap::Auto),
+        Some(raw::RawCount::Word(w)) => Err(invalid(
+            KEY,
+            format!("`{w}` is neither a number nor \"auto\""),
+        )),
+        Some(raw::RawCount::Number(n)) => in_range(KEY, n, 1, 1_000_000).map(ConnectionCap::Fixed),
+    }
+}
+
 pub(super) fn model(r: raw::RawModel) -> Result<ModelConfig, ConfigError> {
     let variant = match r.variant.as_deref().unwrap_or("fp32") {
         "fp32" => Variant::Fp32,
@@ -139,12 +157,49 @@ pub(super) fn model(r: raw::RawModel) -> Result<ModelConfig, ConfigError> {
 
 pub(super) fn executor(r: raw::RawExecutor) -> Result<ExecutorConfig, ConfigError> {
     let strategy = Strategy::parse(r.strategy.as_deref().unwrap_or("workers"))?;
+    let parallelism = match r.parallelism.as_deref().unwrap_or("elastic") {
+        "elastic" => Parallelism::Elastic,
+        "fixed" => Parallelism::Fixed,
+        other => {
+            return Err(invalid(
+                "executor.parallelism",
+                format!("`{other}` is not one of elastic, fixed"),
+            ))
+        }
+    };
+    // Each mode has its own sizing keys; a key of the other mode would be silently ignored,
+    // so it is refused instead.
+    let misplaced = match parallelism {
+        Parallelism::Elastic => [
+            ("executor.sessions", r.sessions.is_some()),
+            ("executor.intra_op_threads", r.intra_op_threads.is_some()),
+        ],
+        // cores = 0 is "auto", the documented default, so a fixed override of a file that
+        // spells it out still works.
+        Parallelism::Fixed => [("executor.cores", r.cores.unwrap_or(0) > 0), ("", false)],
+    };
+    if let Some((key, _)) = misplaced.into_iter().find(|(_, set)| *set) {
+        return Err(invalid(
+            key,
+            format!(
+                "does not apply when executor.parallelism = \"{}\" (elastic sizes sessions from \
+                 executor.cores; fixed uses executor.sessions x executor.intra_op_threads)",
+                parallelism.as_str()
+            ),
+        ));
+    }
     let tokio_worker_threads = match r.tokio_worker_threads {
         None | Some(0) => None,
         Some(n) => Some(in_range("executor.tokio_worker_threads", n, 1, 1024)?),
     };
+    let cores = match r.cores {
+        None | Some(0) => None,
+        Some(n) => Some(in_range("executor.cores", n, 1, 256)?),
+    };
     Ok(ExecutorConfig {
         strategy,
+        parallelism,
+        cores,
         sessions: in_range("executor.sessions", r.sessions.unwrap_or(1), 1, 256)?,
         intra_op_threads: in_range(
             "executor.intra_op_threads",
@@ -200,6 +255,13 @@ pub(super) fn batching(
         max_batch_tokens,
         max_wait: Duration::from_secs_f64(max_wait_ms / 1000.0),
         length_aware: r.length_aware.unwrap_or(true),
+        solo_tokens: in_range(
+            "batching.solo_tokens",
+            r.solo_tokens.unwrap_or(128),
+            0,
+            max_seq_length,
+        )?,
+        window: in_range("batching.window", r.window.unwrap_or(0), 0, 1_000_000)?,
         queue_capacity: in_range(
             "batching.queue_capacity",
             r.queue_capacity.unwrap_or(1024),
@@ -261,12 +323,17 @@ pub(super) fn limits(
 }
 
 pub(super) fn chat(r: raw::RawChat) -> Result<ChatConfig, ConfigError> {
-    let threshold = r.threshold.unwrap_or(0.47);
-    if !(-1.0..=1.0).contains(&threshold) {
-        return Err(invalid(
-            "chat.threshold",
-            format!("{threshold} is outside -1..=1 (a cosine similarity)"),
-        ));
+    let threshold = chat_number("chat.threshold", r.threshold, 0.63, -1.0..=10.0)?;
+    let keyword_weight = chat_number("chat.keyword_weight", r.keyword_weight, 0.025, 0.0..=1.0)?;
+    let out_of_scope_margin = chat_number(
+        "chat.out_of_scope_margin",
+        r.out_of_scope_margin,
+        0.0,
+        -1.0..=1.0,
+    )?;
+    let fallback = r.fallback.unwrap_or_else(|| DEFAULT_FALLBACK.into());
+    if fallback.trim().is_empty() {
+        return Err(invalid("chat.fallback", "must not be empty"));
     }
     Ok(ChatConfig {
         enabled: r.enabled.unwrap_or(true),
@@ -274,10 +341,29 @@ pub(super) fn chat(r: raw::RawChat) -> Result<ChatConfig, ConfigError> {
             .knowledge_base
             .unwrap_or_else(|| PathBuf::from("config/knowledge_base.toml")),
         threshold,
-        fallback: r.fallback.unwrap_or_else(|| {
-            "I'm sorry, I don't have an answer to that. Could you rephrase, or contact our support team at support@example.com?".into()
-        }),
+        keyword_weight,
+        out_of_scope_margin,
+        fallback,
     })
+}
+
+/// The reply to questions the bot cannot answer; the address is the knowledge base's.
+const DEFAULT_FALLBACK: &str = "I'm sorry, I can't help with that here: I answer questions about Acme orders, delivery, returns, payments, your Acme account, Acme Plus and the Acme API. If your question is about one of those, please rephrase it; otherwise our support team is at support@acme.example or +49 30 1234 5678 (Monday to Friday 8:00-20:00, Saturday 9:00-16:00 CET).";
+
+fn chat_number(
+    key: &'static str,
+    value: Option<f32>,
+    default: f32,
+    range: std::ops::RangeInclusive<f32>,
+) -> Result<f32, ConfigError> {
+    let v = value.unwrap_or(default);
+    if !range.contains(&v) {
+        return Err(invalid(
+            key,
+            format!("{v} is outside {}..={}", range.start(), range.end()),
+        ));
+    }
+    Ok(v)
 }
 
 pub(super) fn auth(r: raw::RawAuth) -> Result<AuthConfig, ConfigError> {

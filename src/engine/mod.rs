@@ -7,8 +7,8 @@ mod onnx;
 pub mod pooling;
 mod runtime;
 
-pub use onnx::OnnxEngine;
-pub use runtime::{ort_environment, resolve_ort_library};
+pub use onnx::{OnnxEngine, SharedWeights};
+pub use runtime::{onnxruntime_version, ort_environment, resolve_ort_library};
 
 use std::sync::Arc;
 
@@ -66,5 +66,6 @@ pub trait Engine: Send {
     fn embed(&mut self, batch: &Batch) -> Result<Vec<Vec<f32>>, EngineError>;
 }
 
-/// Builds engines: at start, and again to replace one that panicked.
-pub type EngineFactory = Arc<dyn Fn() -> Result<Box<dyn Engine>, EngineError> + Send + Sync>;
+/// Builds engines for forward passes on `width` cores (the argument): at start, and again
+/// to replace one that panicked.
+pub type EngineFactory = Arc<dyn Fn(usize) -> Result<Box<dyn Engine>, EngineError> + Send + Sync>;

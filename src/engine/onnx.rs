@@ -2,12 +2,63 @@
 
 use super::{pooling, runtime, Batch, Engine, EngineError};
 use crate::config::{ExecutorConfig, ModelConfig};
-use ort::session::builder::GraphOptimizationLevel;
+use ort::environment::ThreadManager;
+use ort::session::builder::{GraphOptimizationLevel, PrepackedWeights};
 use ort::session::{Session, SessionInputValue};
 use ort::value::Tensor;
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 const OUTPUT: &str = "last_hidden_state";
+
+/// Weights shared by every session of a process: ONNX Runtime pre-packs each MatMul's
+/// weights once into this container, and sessions loaded with it reuse them, so a second
+/// session of another width costs little memory. Clone it; clones share the container.
+///
+/// The container is made on first use: ONNX Runtime's library must be loaded first.
+#[derive(Clone)]
+pub struct SharedWeights(Arc<OnceLock<PrepackedWeights>>);
+
+impl SharedWeights {
+    pub fn new() -> SharedWeights {
+        SharedWeights(Arc::new(OnceLock::new()))
+    }
+
+    fn container(&self) -> &PrepackedWeights {
+        self.0.get_or_init(PrepackedWeights::new)
+    }
+}
+
+impl Default for SharedWeights {
+    fn default() -> Self {
+        SharedWeights::new()
+    }
+}
+
+/// Starts ONNX Runtime's intra-op threads with the inference nice value, like the
+/// strategy's own threads: otherwise a wide batch's helper threads would outrank the event
+/// loop while the thread that called the engine does not.
+struct NicedThreads(i32);
+
+impl ThreadManager for NicedThreads {
+    type Thread = std::thread::JoinHandle<()>;
+
+    fn create(&self, work: impl FnOnce() + Send + 'static) -> ort::Result<Self::Thread> {
+        let nice = self.0;
+        std::thread::Builder::new()
+            .name("concur-ort".into())
+            .spawn(move || {
+                crate::threads::lower_current_thread(nice);
+                work();
+            })
+            .map_err(ort::Error::wrap)
+    }
+
+    fn join(thread: Self::Thread) -> ort::Result<()> {
+        let _ = thread.join();
+        Ok(())
+    }
+}
 
 /// One ONNX Runtime session of the sentence-embedding model.
 pub struct OnnxEngine {
@@ -17,8 +68,14 @@ pub struct OnnxEngine {
 }
 
 impl OnnxEngine {
-    /// Loads the configured model variant with the configured thread counts.
-    pub fn load(model: &ModelConfig, exec: &ExecutorConfig) -> Result<Self, EngineError> {
+    /// Loads the configured model variant for forward passes on `width` cores (intra-op
+    /// threads), sharing pre-packed weights with every session loaded with `shared`.
+    pub fn load(
+        model: &ModelConfig,
+        exec: &ExecutorConfig,
+        width: usize,
+        shared: &SharedWeights,
+    ) -> Result<Self, EngineError> {
         let library = runtime::resolve_ort_library(model.ort_library.as_deref())?;
         let env = runtime::ort_environment(&library)?;
         let path = model.model_path();
@@ -33,10 +90,7 @@ impl OnnxEngine {
                 b.with_optimization_level(GraphOptimizationLevel::All)
                     .map_err(Into::into)
             })
-            .and_then(|b| {
-                b.with_intra_threads(exec.intra_op_threads)
-                    .map_err(Into::into)
-            })
+            .and_then(|b| b.with_intra_threads(width).map_err(Into::into))
             .and_then(|b| {
                 b.with_inter_threads(exec.inter_op_threads)
                     .map_err(Into::into)
@@ -45,6 +99,14 @@ impl OnnxEngine {
             // that steals time from the session doing work, so it is a setting.
             .and_then(|b| {
                 b.with_intra_op_spinning(exec.intra_op_spinning)
+                    .map_err(Into::into)
+            })
+            .and_then(|b| {
+                b.with_prepacked_weights(shared.container())
+                    .map_err(Into::into)
+            })
+            .and_then(|b| {
+                b.with_thread_manager(NicedThreads(exec.inference_nice))
                     .map_err(Into::into)
             })
             .and_then(|mut b| b.commit_from_file(&path))

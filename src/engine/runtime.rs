@@ -58,12 +58,61 @@ pub fn ort_environment(library: &Path) -> Result<Environment, EngineError> {
         .get_or_init(|| {
             let builder = ort::init_from(library)
                 .map_err(|e| format!("cannot load {}: {e}", library.display()))?;
-            builder
+            let environment = builder
                 .with_name("concur")
                 .with_telemetry(false)
                 .build()
-                .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))
+                .map_err(|e| format!("cannot create the ONNX Runtime environment: {e}"))?;
+            if let Some(version) = library_version(library) {
+                let _ = LIBRARY_VERSION.set(version);
+            }
+            Ok(environment)
         })
         .clone()
         .map_err(EngineError::load)
+}
+
+/// The loaded library's release, asked once when the environment is built.
+static LIBRARY_VERSION: OnceLock<String> = OnceLock::new();
+
+/// The loaded ONNX Runtime's release ("1.31.1"), or "unknown" before the environment exists
+/// (or when a custom engine never loads it).
+pub fn onnxruntime_version() -> String {
+    LIBRARY_VERSION
+        .get()
+        .cloned()
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Asks the library ort loaded for its release. ort keeps `GetVersionString` to itself (its
+/// build-info string names no release), so this looks up the C API's entry point in the
+/// library already in the process.
+#[cfg(unix)]
+fn library_version(library: &Path) -> Option<String> {
+    use std::ffi::{CStr, CString};
+    use std::os::unix::ffi::OsStrExt;
+    let path = CString::new(library.as_os_str().as_bytes()).ok()?;
+    // SAFETY: RTLD_NOLOAD returns a handle only to a library already loaded (by ort, from
+    // this path), never loads another copy; `OrtGetApiBase` has this signature in every
+    // ONNX Runtime release; `GetVersionString` returns a static NUL-terminated string.
+    unsafe {
+        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+        if handle.is_null() {
+            return None;
+        }
+        let symbol = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        let version = (!symbol.is_null()).then(|| {
+            let api_base: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase =
+                std::mem::transmute(symbol);
+            let version = ((*api_base()).GetVersionString)();
+            CStr::from_ptr(version).to_string_lossy().into_owned()
+        });
+        libc::dlclose(handle);
+        version
+    }
+}
+
+#[cfg(not(unix))]
+fn library_version(_library: &Path) -> Option<String> {
+    None
 }

@@ -16,10 +16,8 @@ pub(super) struct Inline {
 }
 
 impl Inline {
-    pub fn new(pool: SessionPool) -> Inline {
-        Inline {
-            pool: Arc::new(pool),
-        }
+    pub fn new(pool: Arc<SessionPool>) -> Inline {
+        Inline { pool }
     }
 }
 

@@ -1,6 +1,6 @@
 //! A batch on its way to an engine, and the one function every strategy calls to run it.
 
-use super::Slot;
+use super::Cores;
 use crate::engine::{Batch, Engine, EngineError, EngineFactory};
 use crate::metrics::Metrics;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -15,7 +15,7 @@ pub struct Job {
     pub batch: Batch,
     pub done: Done,
     /// Set by [`super::Executor::dispatch`]; released when the job finishes.
-    pub(super) slot: Option<Slot>,
+    pub(super) cores: Option<Cores>,
 }
 
 impl Job {
@@ -23,16 +23,21 @@ impl Job {
         Job {
             batch,
             done,
-            slot: None,
+            cores: None,
         }
+    }
+
+    /// Cores the forward pass may use: the width of the session that must run it.
+    pub fn width(&self) -> usize {
+        self.cores.as_ref().map_or(1, Cores::width)
     }
 
     /// Answers the job with an error without running it (e.g. no engine was available).
     pub(super) fn fail(self, error: EngineError, metrics: &Metrics) {
         metrics.batch_failures.inc();
         metrics.inflight_batches.dec();
-        let Job { done, slot, .. } = self;
-        drop(slot);
+        let Job { done, cores, .. } = self;
+        drop(cores);
         done(Err(error), Duration::ZERO);
     }
 }
@@ -48,20 +53,31 @@ pub(super) struct Context {
 
 impl Context {
     /// Runs `job` on `engine`, here, on the calling thread. The caller must put the engine
-    /// back where it belongs *before* calling [`Finished::complete`], which frees the slot.
+    /// back where it belongs *before* calling [`Finished::complete`], which frees the cores.
     ///
     /// A panic inside the engine fails only this batch: the engine, whose state is now
     /// unknown, is replaced by a fresh one from the factory, and the thread lives on.
     #[must_use = "the job is answered only by Finished::complete"]
     pub fn run(&self, engine: &mut Box<dyn Engine>, job: Job) -> Finished {
-        let Job { batch, done, slot } = job;
-        self.metrics.busy_workers.inc();
+        let width = job.width();
+        let Job { batch, done, cores } = job;
+        let m = &self.metrics;
+        m.busy_workers.inc();
+        m.cores.busy.add(width as i64);
         let start = Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| engine.embed(&batch)));
         let elapsed = start.elapsed();
-        self.metrics.busy_workers.dec();
+        m.busy_workers.dec();
+        m.cores.busy.sub(width as i64);
+        m.cores
+            .busy_seconds
+            .inc_by(width as f64 * elapsed.as_secs_f64());
+        m.cores
+            .batches
+            .with_label_values(&[&width.to_string()])
+            .inc();
         let result = outcome.unwrap_or_else(|_| {
-            self.replace(engine);
+            self.replace(engine, width);
             Err(EngineError::Panicked)
         });
         if result.is_err() {
@@ -71,14 +87,14 @@ impl Context {
         self.metrics.inflight_batches.dec();
         Finished {
             done,
-            slot,
+            cores,
             result,
             elapsed,
         }
     }
 
-    fn replace(&self, engine: &mut Box<dyn Engine>) {
-        match (self.factory)() {
+    fn replace(&self, engine: &mut Box<dyn Engine>, width: usize) {
+        match (self.factory)(width) {
             Ok(fresh) => {
                 *engine = fresh;
                 self.metrics.worker_restarts.inc();
@@ -92,15 +108,15 @@ impl Context {
 /// A job that has run, not yet answered.
 pub(super) struct Finished {
     done: Done,
-    slot: Option<Slot>,
+    cores: Option<Cores>,
     result: Result<Vec<Vec<f32>>, EngineError>,
     elapsed: Duration,
 }
 
 impl Finished {
-    /// Frees the session's slot, so the batcher can form the next batch, then fans out.
+    /// Frees the batch's cores, so the batcher can form the next batch, then fans out.
     pub fn complete(self) {
-        drop(self.slot);
+        drop(self.cores);
         (self.done)(self.result, self.elapsed);
     }
 }

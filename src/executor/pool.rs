@@ -1,33 +1,65 @@
-//! Engines shared by strategies whose threads are not tied to one session
-//! (inline, spawn_blocking, rayon): a job borrows any idle engine for its forward pass.
+//! The engine sessions of every width, shared by all strategies: a job borrows an idle
+//! session of its width for its forward pass and puts it back before it is answered.
 
 use super::job::{Context, Job};
+use super::width::Ladder;
 use crate::engine::{Engine, EngineError};
+use serde::Serialize;
 use std::sync::Mutex;
 
-pub(super) struct SessionPool {
+/// What loading the sessions cost, for `/info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Footprint {
+    /// Sessions (model copies) loaded, over all widths.
+    pub model_copies: usize,
+    /// Resident memory the process gained while loading them (pre-packed weights are
+    /// shared, so copies after the first cost far less than the first).
+    pub sessions_rss_bytes: u64,
+}
+
+struct Rung {
+    width: usize,
     /// A std mutex, not a tokio one: it is held only to push or pop, never across the
     /// forward pass or an `.await`.
     idle: Mutex<Vec<Box<dyn Engine>>>,
-    size: usize,
+}
+
+pub(super) struct SessionPool {
+    rungs: Vec<Rung>,
+    footprint: Footprint,
     ctx: Context,
 }
 
 impl SessionPool {
-    pub fn new(sessions: usize, ctx: Context) -> Result<SessionPool, EngineError> {
-        let engines = (0..sessions)
-            .map(|_| (ctx.factory)())
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Loads every session of `ladder`.
+    pub fn new(ladder: &Ladder, ctx: Context) -> Result<SessionPool, EngineError> {
+        let before = resident_bytes();
+        let rungs = ladder
+            .rungs
+            .iter()
+            .map(|r| {
+                let engines = (0..r.sessions)
+                    .map(|_| (ctx.factory)(r.width))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Rung {
+                    width: r.width,
+                    idle: Mutex::new(engines),
+                })
+            })
+            .collect::<Result<Vec<_>, EngineError>>()?;
+        let footprint = Footprint {
+            model_copies: ladder.copies(),
+            sessions_rss_bytes: resident_bytes().saturating_sub(before),
+        };
         Ok(SessionPool {
-            idle: Mutex::new(engines),
-            size: sessions,
+            rungs,
+            footprint,
             ctx,
         })
     }
 
-    /// How many engines the pool owns.
-    pub fn len(&self) -> usize {
-        self.size
+    pub fn footprint(&self) -> &Footprint {
+        &self.footprint
     }
 
     /// The nice value for threads that run this pool's jobs.
@@ -35,23 +67,43 @@ impl SessionPool {
         self.ctx.nice
     }
 
-    /// Runs `job` on the calling thread with an idle engine.
+    /// Answers `job` with `error` without running it.
+    pub fn fail(&self, job: Job, error: EngineError) {
+        job.fail(error, &self.ctx.metrics);
+    }
+
+    /// Runs `job` on the calling thread with an idle session of the job's width.
     pub fn run(&self, job: Job) {
-        // The executor's slots admit at most one job per engine, so one is always idle.
-        let engine = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        let Some(mut engine) = engine else {
-            job.fail(
-                EngineError::inference("no idle engine session"),
-                &self.ctx.metrics,
+        let width = job.width();
+        let Some(rung) = self.rungs.iter().find(|r| r.width == width) else {
+            return self.fail(
+                job,
+                EngineError::inference(format!("no session of width {width}")),
             );
-            return;
+        };
+        // The core budget admits a job only when a session of its width is idle.
+        let engine = rung.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let Some(mut engine) = engine else {
+            let error = EngineError::inference(format!("no idle session of width {width}"));
+            return self.fail(job, error);
         };
         let finished = self.ctx.run(&mut engine, job);
-        // Back in the pool before the slot is freed: the next job must find it there.
-        self.idle
+        // Back in the pool before the cores are freed: the next job must find it there.
+        rung.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(engine);
         finished.complete();
     }
+}
+
+/// The process's resident set size, from /proc/self/statm (0 where unavailable).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }

@@ -1,4 +1,5 @@
-//! `rayon`: the forward pass runs on a rayon pool of its own, one thread per session
+//! `rayon`: the forward pass runs on a rayon pool of its own, one thread per batch the
+//! core budget admits at once
 //! (Python: a `multiprocessing.Pool` fed with chunks of work).
 //!
 //! A private pool, not rayon's global one, so nothing else in the process (the tokenizer
@@ -16,18 +17,15 @@ pub(super) struct RayonPool {
 }
 
 impl RayonPool {
-    pub fn new(sessions: SessionPool) -> Result<RayonPool, EngineError> {
-        let (n, nice) = (sessions.len(), sessions.nice());
+    pub fn new(sessions: Arc<SessionPool>, n: usize) -> Result<RayonPool, EngineError> {
+        let nice = sessions.nice();
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
-            .start_handler(move |_| super::priority::lower_current_thread(nice))
+            .start_handler(move |_| crate::threads::lower_current_thread(nice))
             .thread_name(|i| format!("concur-rayon-{i}"))
             .build()
             .map_err(EngineError::load)?;
-        Ok(RayonPool {
-            threads,
-            sessions: Arc::new(sessions),
-        })
+        Ok(RayonPool { threads, sessions })
     }
 }
 

@@ -2,7 +2,7 @@
 //! (Python: `loop.run_in_executor(ThreadPoolExecutor, ...)`).
 //!
 //! tokio's blocking pool may grow to hundreds of threads and cannot abort started work;
-//! the executor's slots cap it at one batch per session, which is what CPU-bound work needs.
+//! the executor's core budget caps it at one batch per core, which is what CPU-bound work needs.
 
 use super::job::Job;
 use super::pool::SessionPool;
@@ -14,10 +14,8 @@ pub(super) struct SpawnBlocking {
 }
 
 impl SpawnBlocking {
-    pub fn new(pool: SessionPool) -> SpawnBlocking {
-        SpawnBlocking {
-            pool: Arc::new(pool),
-        }
+    pub fn new(pool: Arc<SessionPool>) -> SpawnBlocking {
+        SpawnBlocking { pool }
     }
 }
 
@@ -28,7 +26,7 @@ impl Dispatch for SpawnBlocking {
         drop(tokio::task::spawn_blocking(move || {
             // Blocking-pool threads are shared with other blocking work; each job sets the
             // priority again, since the thread may be new.
-            super::priority::lower_current_thread(pool.nice());
+            crate::threads::lower_current_thread(pool.nice());
             pool.run(job)
         }));
     }

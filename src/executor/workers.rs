@@ -1,8 +1,10 @@
-//! `workers`: N dedicated, named OS threads, each owning its own engine session, fed by a
-//! bounded channel (Python: a process pool with one model copy per worker, minus the
-//! pickling, since threads share memory and Rust has no GIL).
+//! `workers`: dedicated, named OS threads, one per batch the core budget admits at once,
+//! fed by a bounded channel (Python: a pool of worker processes, minus the pickling, since
+//! threads share memory and Rust has no GIL). Each job borrows a session of its width from
+//! the shared pool, so a worker runs a narrow batch or a wide one as the batcher decided.
 
-use super::job::{Context, Job};
+use super::job::Job;
+use super::pool::SessionPool;
 use super::Dispatch;
 use crate::engine::EngineError;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -10,30 +12,29 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub(super) struct Workers {
-    /// Bounded to one job per worker; the executor's slots keep it from ever filling.
+    /// Bounded to one job per worker; the core budget keeps it from ever filling.
     /// Behind a mutex only so `shutdown` can drop it (closing the channel) through `&self`.
     tx: Mutex<Option<SyncSender<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
-    ctx: Context,
+    pool: Arc<SessionPool>,
 }
 
 impl Workers {
-    pub fn new(n: usize, ctx: Context) -> Result<Workers, EngineError> {
+    pub fn new(pool: Arc<SessionPool>, n: usize) -> Result<Workers, EngineError> {
         let (tx, rx) = sync_channel::<Job>(n);
         // std's Receiver is single-consumer; the mutex makes it a shared work queue. A worker
         // holds it only while waiting for the next job, never while running one.
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
-            let mut engine = (ctx.factory)()?;
-            let (rx, ctx) = (rx.clone(), ctx.clone());
+            let (rx, pool) = (rx.clone(), pool.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("concur-worker-{i}"))
                 .spawn(move || {
-                    super::priority::lower_current_thread(ctx.nice);
+                    crate::threads::lower_current_thread(pool.nice());
                     while let Some(job) = next_job(&rx) {
                         // BUSY
-                        ctx.run(&mut engine, job).complete();
+                        pool.run(job);
                         // IDLE
                     }
                 })
@@ -43,7 +44,7 @@ impl Workers {
         Ok(Workers {
             tx: Mutex::new(Some(tx)),
             threads: Mutex::new(threads),
-            ctx,
+            pool,
         })
     }
 }
@@ -57,16 +58,13 @@ impl Dispatch for Workers {
     fn dispatch(&self, job: Job) {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some(tx) = tx else {
-            return job.fail(
-                EngineError::inference("workers are shut down"),
-                &self.ctx.metrics,
-            );
+            return self
+                .pool
+                .fail(job, EngineError::inference("workers are shut down"));
         };
         if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
-            job.fail(
-                EngineError::inference("worker queue unavailable"),
-                &self.ctx.metrics,
-            );
+            self.pool
+                .fail(job, EngineError::inference("worker queue unavailable"));
         }
     }
 

@@ -1,11 +1,13 @@
 //! `POST /v1/chat/completions`: OpenAI-compatible chat answered by retrieval, with
-//! server-sent events when `stream` is true.
+//! server-sent events when `stream` is true. The conversation goes to `chat`: a question
+//! costs one embedding, a follow-up ("agent", "thanks") none.
 
 use super::chat_types::*;
 use super::error::ApiError;
 use super::input::{typed, InputLimits, Served};
 use super::{json_response, Body, Ctx};
-use crate::chat::{ChatBot, Match};
+use crate::chat::turns::{Role as TurnRole, Turn};
+use crate::chat::{ChatBot, Reply as BotReply, Step};
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
@@ -13,10 +15,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// A chat request, validated: what the bot needs.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ValidChat {
-    /// The last user message.
-    pub question: String,
+    /// The conversation; its last user message passed the input limits.
+    pub turns: Vec<Turn>,
     pub stream: bool,
     pub include_usage: bool,
 }
@@ -34,27 +36,34 @@ pub fn parse_chat(body: Value, served: &Served<'_>) -> Result<ValidChat, ApiErro
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("n", "only n = 1 is supported"));
     }
-    let Some((i, message)) = req
+    let mut turns: Vec<Turn> = req
         .messages
         .into_iter()
-        .enumerate()
-        .rfind(|(_, m)| m.role == Role::User)
-    else {
+        .map(|m| Turn {
+            role: match m.role {
+                Role::User => TurnRole::User,
+                Role::Assistant => TurnRole::Assistant,
+                _ => TurnRole::Other,
+            },
+            text: m.content.map(Content::into_text).unwrap_or_default(),
+        })
+        .collect();
+    let Some(i) = turns.iter().rposition(|t| t.role == TurnRole::User) else {
         return Err(ApiError::invalid(
             "messages",
             "there is no message with role `user`",
         ));
     };
-    let text = message.content.map(Content::into_text).unwrap_or_default();
+    // Only the last user message is embedded: it alone must fit the input limits.
     let limits = InputLimits {
         max_inputs: 1,
         ..served.limits
     };
-    let question = super::input::Input::One(text)
+    turns[i].text = super::input::Input::One(std::mem::take(&mut turns[i].text))
         .texts(&format!("messages[{i}].content"), &limits)?
         .remove(0);
     Ok(ValidChat {
-        question,
+        turns,
         stream: req.stream.unwrap_or(false),
         include_usage: req
             .stream_options
@@ -88,13 +97,20 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
         .ok_or_else(|| {
             ApiError::not_found("chat is disabled on this server (chat.enabled = false)")
         })?;
-    let out = ctx.embed(vec![req.question], true).await?;
-    let (content, retrieval) = answer(&bot, bot.best_match(&out.vectors[0]));
+    let (answer, prompt_tokens) = match bot.step(&req.turns) {
+        Step::Reply(answer) => (answer, 0),
+        Step::Embed(text) => {
+            let out = ctx.embed(vec![text.clone()], true).await?;
+            (bot.answer(&text, &out.vectors[0]), out.tokens)
+        }
+    };
+    let retrieval = retrieval(&bot, &answer);
+    let content = answer.content;
     let completion_tokens = content.split_whitespace().count();
     let usage = ChatUsage {
-        prompt_tokens: out.tokens,
+        prompt_tokens,
         completion_tokens,
-        total_tokens: out.tokens + completion_tokens,
+        total_tokens: prompt_tokens + completion_tokens,
     };
     let reply = Reply {
         id: next_id(),
@@ -127,29 +143,17 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
     ))
 }
 
-/// The reply text and what retrieval found: the entry's answer when it is confident.
-fn answer(bot: &ChatBot, found: Option<Match<'_>>) -> (String, Retrieval) {
-    let Some(m) = found else {
-        let none = Retrieval {
-            entry: None,
-            title: None,
-            score: None,
-            matched: false,
-        };
-        return (bot.fallback().to_string(), none);
-    };
-    let content = if m.confident {
-        m.entry.answer.clone()
-    } else {
-        bot.fallback().to_string()
-    };
-    let retrieval = Retrieval {
-        entry: Some(m.entry.id.clone()),
-        title: Some(m.entry.title.clone()),
-        score: Some(m.score),
-        matched: m.confident,
-    };
-    (content, retrieval)
+/// `concur_retrieval`: how the reply was chosen.
+fn retrieval(bot: &ChatBot, reply: &BotReply) -> Retrieval {
+    let entry = reply.entry.map(|i| bot.entry(i));
+    Retrieval {
+        decision: reply.decision.to_string(),
+        matched: reply.decision == "answer",
+        entry: entry.map(|e| e.id.clone()),
+        title: entry.map(|e| e.title.clone()),
+        score: reply.score,
+        reason: reply.reason.clone(),
+    }
 }
 
 struct Reply {
@@ -261,7 +265,9 @@ mod tests {
             {"role": "tool"},
         ], "stream": true, "stream_options": {"include_usage": true}});
         let req = parse_chat(body, &SERVED).unwrap();
-        assert_eq!(req.question, "a\nb");
+        assert_eq!(req.turns.len(), 4);
+        assert_eq!(req.turns[2].text, "a\nb");
+        assert!(req.turns[2].role == TurnRole::User && req.turns[1].role == TurnRole::Assistant);
         assert!(req.stream && req.include_usage);
     }
 

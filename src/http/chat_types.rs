@@ -176,16 +176,21 @@ pub struct ChatUsage {
     pub total_tokens: usize,
 }
 
-/// concur extension: which knowledge-base entry answered, and how closely it matched.
+/// concur extension: how the reply was chosen.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Retrieval {
-    /// The closest entry's id; null when the knowledge base gave no candidate.
+    /// `answer`, `fallback`, or a follow-up's reply (`handover`, `thanks`, ...).
+    pub decision: String,
+    /// Whether a knowledge-base entry answered (`decision` is `answer`).
+    pub matched: bool,
+    /// The answered entry's id, or for a fallback the closest one; null when none.
     pub entry: Option<String>,
     pub title: Option<String>,
-    /// Cosine similarity of the question and the entry's closest example question.
+    /// The entry's score; null for follow-ups answered without the model.
     pub score: Option<f32>,
-    /// Whether the score reached `chat.threshold`; if not, the reply is the fallback.
-    pub matched: bool,
+    /// Why a question got the fallback: `below_threshold`, `out_of_scope:<group>` or
+    /// `other_company:<name>`.
+    pub reason: Option<String>,
 }
 
 /// One server-sent event of a streamed reply (`data: {chunk}`); the stream ends with

@@ -30,8 +30,10 @@ pub enum ErrorCode {
     BadRequest,
     /// 401: API keys are configured and the bearer token is missing or wrong.
     InvalidApiKey,
-    /// 404: unknown route, unknown model, or chat disabled.
+    /// 404: unknown route, or chat disabled.
     NotFound,
+    /// 404: a `model` other than the served one.
+    ModelNotFound,
     /// 405: wrong method for the route (the `Allow` header names the right one).
     MethodNotAllowed,
     /// 413: body, input or word pieces over a limit.
@@ -134,6 +136,7 @@ impl ApiError {
         )
     }
 
+    /// 404 for a route this server does not serve (unknown path, or chat when disabled).
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -141,6 +144,18 @@ impl ApiError {
             ErrorCode::NotFound,
             message,
         )
+    }
+
+    /// 404 for a `model` other than the served one: OpenAI's code for it, and counted as
+    /// invalid input rather than as an unknown route.
+    pub fn model_not_found(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            ErrorType::InvalidRequestError,
+            ErrorCode::ModelNotFound,
+            message,
+        )
+        .param("model")
     }
 
     /// 405, naming the method the route takes.
@@ -191,6 +206,10 @@ impl ApiError {
             (_, ErrorCode::DeadlineExceeded) => Some(RejectReason::Deadline),
             (_, ErrorCode::Draining) => Some(RejectReason::Draining),
             (StatusCode::UNAUTHORIZED, _) => Some(RejectReason::Unauthorized),
+            // Routing failures, not bad inference input: scanners and typos stay out of
+            // `invalid`.
+            (_, ErrorCode::NotFound) => Some(RejectReason::NotFound),
+            (StatusCode::METHOD_NOT_ALLOWED, _) => Some(RejectReason::MethodNotAllowed),
             (s, _) if s.is_client_error() => Some(RejectReason::Invalid),
             _ => None,
         }

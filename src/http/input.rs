@@ -31,11 +31,10 @@ impl Served<'_> {
     pub fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
         match model {
             Some(name) if !crate::state::names_model(name, self.model) => {
-                Err(ApiError::not_found(format!(
+                Err(ApiError::model_not_found(format!(
                     "the model `{name}` does not exist; this server serves `{}`",
                     self.model
-                ))
-                .param("model"))
+                )))
             }
             _ => Ok(()),
         }

@@ -21,7 +21,7 @@ pub use embeddings::{parse_openai, parse_tei, EmbedRequest, EmbeddingsRequest, V
 pub use input::{Input, InputLimits, Served};
 
 use crate::config::LimitsConfig;
-use crate::metrics::{Metrics, RejectReason};
+use crate::metrics::{Metrics, Outcome, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
 use bytes::Bytes;
@@ -212,7 +212,7 @@ pub async fn handle(
     state
         .metrics
         .request_duration
-        .with_label_values(&[route.label()])
+        .with_label_values(&[route.label(), Outcome::of_status(status.as_u16()).as_str()])
         .observe(total.as_secs_f64());
     Ok(response)
 }

@@ -163,7 +163,8 @@ const INFERENCE_ERRORS: [(u16, &str); 8] = [
     ),
     (
         404,
-        "A `model` other than the served one, or chat is disabled (`not_found`)",
+        "A `model` other than the served one (`model_not_found`), or chat is disabled \
+         (`not_found`)",
     ),
     (
         413,

@@ -291,3 +291,62 @@ pub async fn stop_shared(server: std::sync::Arc<TestServer>) {
         .stop()
         .await;
 }
+
+/// The real `concur` binary serving on a free loopback port, stopped with SIGTERM on drop.
+pub struct Binary {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Binary {
+    /// Starts `concur serve --config config/default.toml` with `--set` overrides and waits
+    /// until it is ready.
+    pub async fn start(overrides: &[&str]) -> Binary {
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_concur"));
+        cmd.current_dir(root())
+            .args(["serve", "--config", "config/default.toml"])
+            .args(["--listen", &addr.to_string()]);
+        for o in overrides {
+            cmd.args(["--set", o]);
+        }
+        let child = cmd.spawn().expect("cannot start concur");
+        let mut server = Binary { addr, child };
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        for _ in 0..600 {
+            let req = Request::get(format!("http://{addr}/ready"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            if let Ok(r) = client.request(req).await {
+                if r.status() == StatusCode::OK {
+                    return server;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("concur exited while starting: {status}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("concur at {addr} did not become ready in 60 s");
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        // SAFETY: kill only sends a signal to our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,14 +1,21 @@
 //! `loadtest sweep`: for each config preset, start the server, find the
 //! highest open-loop rate it sustains within the p99 target, measure at
 //! fixed fractions of that rate with the server's own breakdown, measure
-//! closed-loop saturation throughput with many users, measure idle
-//! single-request latency, stop it; then write the report.
+//! the light-load view (closed loops at a few user counts, an open loop at
+//! a fraction of the engine ceiling), closed-loop saturation throughput
+//! with many users and idle single-request latency, stop it. Then the same
+//! light-load view for each peer (an external server, e.g. the Python one
+//! in `../shared/peers/`), and write the report.
 
 mod options;
 mod results;
+mod steps;
 
 pub use options::SweepOptions;
-pub use results::{saturation_verdict, verdict, PresetResult, Step, SweepReport, Versions};
+pub use results::{
+    closed_loop_verdict, verdict, CeilingRate, PeerResult, PresetResult, Step, SweepReport,
+    Versions,
+};
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -17,45 +24,104 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::breakdown::breakdown;
-use crate::client::Client;
 use crate::machine::Machine;
-use crate::prom::Scrape;
-use crate::run::{self, Load, RunOptions};
+use crate::peer::{Peer, PeerSpec};
+use crate::run::Load;
 use crate::search::RateSearch;
 use crate::server::{self, Server};
 use crate::{corpus, report};
+use steps::Ctx;
 
 /// Runs the whole sweep and writes the report into `opts.out_dir`.
 ///
-/// A preset that fails (server does not start, bench fails) is recorded
-/// with its error and the sweep goes on; the call fails only if no preset
-/// produced a result, or on I/O errors. Bounded: every step, the bench
-/// and server start/stop have time limits.
+/// A preset or peer that fails (server does not start, bench fails) is
+/// recorded with its error and the sweep goes on; the call fails only if
+/// no preset produced a result, or on I/O errors. Bounded: every step, the
+/// bench and server start/stop have time limits.
 pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
-    if opts.configs.is_empty() {
-        bail!("no config presets given");
-    }
-    if opts.fractions.iter().any(|f| !(*f > 0.0 && *f <= 1.0)) {
-        bail!("fractions must lie in (0, 1]");
-    }
+    check(opts)?;
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let texts = Arc::new(corpus::load(&opts.corpus)?);
     let mut presets = Vec::new();
-    for config in &opts.configs {
+    let mut ceiling = None;
+    for (i, config) in opts.configs.iter().enumerate() {
         let mut result = PresetResult {
             name: preset_name(config),
             config: config.clone(),
             ..PresetResult::default()
         };
         result.log = opts.out_dir.join(format!("server-{}.log", result.name));
-        if let Err(e) = run_preset(opts, &texts, &mut result).await {
+        // The bench runs before the server starts so the two never share cores.
+        bench_preset(opts, &mut result).await;
+        if i == 0 {
+            ceiling = ceiling_rate(opts, &result);
+        }
+        if let Err(e) = run_preset(opts, &texts, ceiling.as_ref(), &mut result).await {
             result.error = Some(format!("{e:#}"));
         }
         presets.push(result);
     }
-    let mut report = SweepReport {
+    let mut peers = Vec::new();
+    for spec in &opts.peers {
+        let mut result = PeerResult {
+            name: spec.name.clone(),
+            command: spec.command.clone(),
+            log: opts.out_dir.join(format!("server-{}.log", spec.name)),
+            ..PeerResult::default()
+        };
+        if let Err(e) = run_peer(opts, &texts, ceiling.as_ref(), spec, &mut result).await {
+            result.error = Some(format!("{e:#}"));
+        }
+        peers.push(result);
+    }
+    let mut report = assemble(opts, presets, peers, ceiling);
+    report.files = report::write(&report, &opts.out_dir)?;
+    if report.presets.iter().all(|p| p.error.is_some()) {
+        let errors: Vec<String> = report
+            .presets
+            .iter()
+            .map(|p| format!("{}: {}", p.name, p.error.as_deref().unwrap_or("")))
+            .collect();
+        bail!("every preset failed:\n{}", errors.join("\n"));
+    }
+    Ok(report)
+}
+
+/// Refuses options that would make the sweep meaningless or its files collide.
+fn check(opts: &SweepOptions) -> Result<()> {
+    if opts.configs.is_empty() {
+        bail!("no config presets given");
+    }
+    let fractions_ok = |f: &f64| *f > 0.0 && *f <= 1.0;
+    if !opts.fractions.iter().all(fractions_ok) {
+        bail!("fractions must lie in (0, 1]");
+    }
+    if let Some(f) = opts
+        .open_fraction_of_ceiling
+        .filter(|f| !(*f > 0.0 && f.is_finite()))
+    {
+        bail!("the fraction of the ceiling must be positive, got {f}");
+    }
+    // Each server's log is server-NAME.log: names must not collide.
+    let mut names: Vec<String> = opts.configs.iter().map(|c| preset_name(c)).collect();
+    for peer in &opts.peers {
+        if names.contains(&peer.name) {
+            bail!("peer name {:?} is already a preset or peer name", peer.name);
+        }
+        names.push(peer.name.clone());
+    }
+    Ok(())
+}
+
+/// The report's figures from the measured presets and peers.
+fn assemble(
+    opts: &SweepOptions,
+    presets: Vec<PresetResult>,
+    peers: Vec<PeerResult>,
+    ceiling_rate: Option<CeilingRate>,
+) -> SweepReport {
+    SweepReport {
         machine: Machine::detect(),
         versions: Versions {
             concur: server::command_line(&opts.concur_bin, &["--version"]),
@@ -77,18 +143,10 @@ pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
             })
             .map(|p| p.name.clone()),
         presets,
+        peers,
+        ceiling_rate,
         files: Vec::new(),
-    };
-    report.files = report::write(&report, &opts.out_dir)?;
-    if report.presets.iter().all(|p| p.error.is_some()) {
-        let errors: Vec<String> = report
-            .presets
-            .iter()
-            .map(|p| format!("{}: {}", p.name, p.error.as_deref().unwrap_or("")))
-            .collect();
-        bail!("every preset failed:\n{}", errors.join("\n"));
     }
-    Ok(report)
 }
 
 /// The preset's name: the config file name without extension.
@@ -99,30 +157,45 @@ pub fn preset_name(config: &Path) -> String {
     )
 }
 
-/// Measures one preset into `result`, stopping its server on every path.
+/// The rate of every `ceiling` step, from the first preset's bench. One
+/// rate for all, so their p99s compare; the first preset is the one the
+/// caller chose to list first (the default config in the documented
+/// command), measured before any server ran.
+fn ceiling_rate(opts: &SweepOptions, first: &PresetResult) -> Option<CeilingRate> {
+    let fraction = opts.open_fraction_of_ceiling?;
+    let bench_sps = first.bench.as_ref()?.sequences_per_second;
+    Some(CeilingRate {
+        preset: first.name.clone(),
+        bench_sps,
+        fraction,
+        rate: bench_sps * fraction,
+    })
+}
+
+/// `concur bench` with the preset's config, if asked for.
+async fn bench_preset(opts: &SweepOptions, result: &mut PresetResult) {
+    if opts.bench_seconds == 0 {
+        return;
+    }
+    let corpus = &opts.corpus;
+    match server::bench(&opts.concur_bin, &result.config, corpus, opts.bench_seconds).await {
+        // A bench too short to finish one batch measured nothing.
+        Ok(b) if b.sequences == 0 => {
+            result.bench_error = Some("bench measured no sequences; raise bench_seconds".into())
+        }
+        Ok(b) => result.bench = Some(b),
+        Err(e) => result.bench_error = Some(format!("{e:#}")),
+    }
+}
+
+/// Serves one preset and measures it into `result`, stopping its server
+/// on every path.
 async fn run_preset(
     opts: &SweepOptions,
     texts: &Arc<Vec<String>>,
+    ceiling: Option<&CeilingRate>,
     result: &mut PresetResult,
 ) -> Result<()> {
-    // The bench runs before the server starts so the two never share cores.
-    if opts.bench_seconds > 0 {
-        match server::bench(
-            &opts.concur_bin,
-            &result.config,
-            &opts.corpus,
-            opts.bench_seconds,
-        )
-        .await
-        {
-            // A bench too short to finish one batch measured nothing.
-            Ok(b) if b.sequences == 0 => {
-                result.bench_error = Some("bench measured no sequences; raise bench_seconds".into())
-            }
-            Ok(b) => result.bench = Some(b),
-            Err(e) => result.bench_error = Some(format!("{e:#}")),
-        }
-    }
     let server = Server::start(
         &opts.concur_bin,
         &result.config,
@@ -130,7 +203,7 @@ async fn run_preset(
         opts.ready_timeout,
     )
     .await?;
-    let measured = measure(opts, texts, &server.base_url, result).await;
+    let measured = measure(opts, texts, &server.base_url, ceiling, result).await;
     let stopped = server.stop(Duration::from_secs(30)).await;
     measured?;
     let status = stopped?;
@@ -145,22 +218,77 @@ async fn run_preset(
     Ok(())
 }
 
+/// Starts one peer, measures its light-load view into `result` and stops
+/// its process group on every path.
+async fn run_peer(
+    opts: &SweepOptions,
+    texts: &Arc<Vec<String>>,
+    ceiling: Option<&CeilingRate>,
+    spec: &PeerSpec,
+    result: &mut PeerResult,
+) -> Result<()> {
+    let peer = Peer::start(spec, &result.log, opts.peer_ready_timeout).await?;
+    let measured = async {
+        let ctx = Ctx::new(opts, texts, &peer.base_url, false)?;
+        let body = ctx.client.get_ok("/health", Duration::from_secs(5)).await?;
+        result.health =
+            Some(serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)));
+        ctx.light_load(ceiling, &mut result.steps).await
+    }
+    .await;
+    let stopped = peer.stop(opts.peer_stop_grace).await;
+    measured?;
+    result.stopped_by = Some(stopped?);
+    Ok(())
+}
+
 /// The load steps of one preset against its running server.
 async fn measure(
     opts: &SweepOptions,
     texts: &Arc<Vec<String>>,
     base: &str,
+    ceiling: Option<&CeilingRate>,
     result: &mut PresetResult,
 ) -> Result<()> {
-    let ctx = Ctx {
-        opts,
-        texts: texts.clone(),
-        base: base.to_string(),
-        client: Client::new(base)?,
-    };
+    let ctx = Ctx::new(opts, texts, base, true)?;
     let timeout = Duration::from_secs(5);
     result.info = serde_json::from_str(&ctx.client.get_ok("/info", timeout).await?).ok();
+    // The probe only seeds the search: with no search steps it is skipped.
+    if opts.max_steps > 0 {
+        search(&ctx, result).await?;
+    }
+    ctx.light_load(ceiling, &mut result.steps).await?;
+    // Many users, no think time: the queue stays deep, so the batcher can
+    // form the batches `concur bench` forms. Informational, no latency target.
+    if opts.saturation_users > 0 {
+        let many = Load::Closed {
+            users: opts.saturation_users,
+            think_time: Duration::ZERO,
+        };
+        let step = ctx
+            .step("saturation", None, many, opts.warmup, None)
+            .await?;
+        result.saturated_throughput = Some(step.client.totals.throughput_rps);
+        result.steps.push(step);
+    }
+    // One request at a time to an idle server: the floor the loaded p99s
+    // are compared with.
+    let single = Load::Closed {
+        users: 1,
+        think_time: Duration::ZERO,
+    };
+    let limit = opts.idle_max_requests.min(texts.len() as u64);
+    result.steps.push(
+        ctx.step("idle", None, single, Duration::ZERO, Some(limit))
+            .await?,
+    );
+    Ok(())
+}
 
+/// The probe, the search for the highest rate within the p99 target, and
+/// the steps at fractions of that rate.
+async fn search(ctx: &Ctx<'_>, result: &mut PresetResult) -> Result<()> {
+    let opts = ctx.opts;
     let closed = Load::Closed {
         users: opts.probe_users.max(1),
         think_time: Duration::ZERO,
@@ -195,104 +323,34 @@ async fn measure(
             );
         }
     }
-    // Many users, no think time: the queue stays deep, so the batcher can
-    // form the batches `concur bench` forms. Informational, no latency target.
-    if opts.saturation_users > 0 {
-        let many = Load::Closed {
-            users: opts.saturation_users,
-            think_time: Duration::ZERO,
-        };
-        let step = ctx
-            .step("saturation", None, many, opts.warmup, None)
-            .await?;
-        result.saturated_throughput = Some(step.client.totals.throughput_rps);
-        result.steps.push(step);
-    }
-    // One request at a time to an idle server: the floor the loaded p99s
-    // are compared with.
-    let single = Load::Closed {
-        users: 1,
-        think_time: Duration::ZERO,
-    };
-    let limit = opts.idle_max_requests.min(texts.len() as u64);
-    result.steps.push(
-        ctx.step("idle", None, single, Duration::ZERO, Some(limit))
-            .await?,
-    );
     Ok(())
-}
-
-/// What every step of one preset shares.
-struct Ctx<'a> {
-    opts: &'a SweepOptions,
-    texts: Arc<Vec<String>>,
-    base: String,
-    client: Client,
-}
-
-impl Ctx<'_> {
-    fn open(&self, rate: f64) -> Load {
-        Load::Open {
-            rate,
-            arrival: self.opts.arrival,
-        }
-    }
-
-    async fn scrape(&self) -> Option<Scrape> {
-        let text = self
-            .client
-            .get_ok("/metrics", Duration::from_secs(5))
-            .await
-            .ok()?;
-        Scrape::parse(&text).ok()
-    }
-
-    async fn step(
-        &self,
-        kind: &str,
-        fraction: Option<f64>,
-        load: Load,
-        warmup: Duration,
-        max_requests: Option<u64>,
-    ) -> Result<Step> {
-        let o = self.opts;
-        let mut run_opts = RunOptions::new(self.base.clone(), self.texts.clone(), load);
-        run_opts.mix = o.mix.clone();
-        run_opts.warmup = warmup;
-        run_opts.duration = if kind == "idle" { o.idle_max } else { o.step };
-        run_opts.request_timeout = o.request_timeout;
-        run_opts.max_requests = max_requests;
-        run_opts.max_inflight = o.max_inflight;
-        run_opts.late_threshold = o.late_threshold;
-        run_opts.seed = o.seed;
-        run_opts.progress = o.progress;
-        // Let the previous step's stragglers leave the server's queue.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = self.scrape().await;
-        let client = run::run(&run_opts).await?;
-        let after = self.scrape().await;
-        let (checked, ok) = if kind == "saturation" {
-            (saturation_verdict(&client.totals), "ok (no latency target)")
-        } else {
-            (
-                verdict(&client.totals, o.slo_p99, o.max_late_fraction),
-                "ok",
-            )
-        };
-        Ok(Step {
-            kind: kind.to_string(),
-            fraction,
-            pass: checked.is_ok(),
-            verdict: checked.err().unwrap_or_else(|| ok.into()),
-            client,
-            server: before.zip(after).map(|(b, a)| breakdown(&b, &a)),
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_may_not_collide_and_the_ceiling_fraction_is_positive() {
+        let mut o = SweepOptions::new(
+            "concur".into(),
+            vec!["config/workers.toml".into()],
+            "out".into(),
+            "corpus.jsonl".into(),
+        );
+        assert!(check(&o).is_ok());
+        o.peers = vec!["workers=x {port}".parse().unwrap()];
+        assert!(check(&o).unwrap_err().to_string().contains("workers"));
+        o.peers = vec![
+            "py=a {port}".parse().unwrap(),
+            "py=b {port}".parse().unwrap(),
+        ];
+        assert!(check(&o).is_err());
+        o.peers.pop();
+        assert!(check(&o).is_ok());
+        o.open_fraction_of_ceiling = Some(0.0);
+        assert!(check(&o).is_err());
+    }
 
     #[test]
     fn preset_names_are_file_stems() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 use crate::client::{Endpoint, Mix};
+use crate::peer::PeerSpec;
 use crate::schedule::Arrival;
 
 fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -46,7 +47,8 @@ pub struct SweepOptions {
     pub ramp: f64,
     /// Bisection stops when the bracket is this close (relative).
     pub precision: f64,
-    /// Most search steps per preset (ramp and bisection together).
+    /// Most search steps per preset (ramp and bisection together). 0 skips
+    /// the probe, the search and the fractions.
     pub max_steps: usize,
     /// The latency target: a step passes if its client p99 is within it.
     #[serde(serialize_with = "secs")]
@@ -65,6 +67,28 @@ pub struct SweepOptions {
     pub fractions: Vec<f64>,
     /// Length of each `concur bench` run; 0 skips the engine ceiling.
     pub bench_seconds: u64,
+    /// Light load: one closed-loop step (zero think time) per user count,
+    /// for every preset and peer. Empty skips them (the library default, so
+    /// existing callers keep their step count; the CLI defaults to 1,4,16,64).
+    pub users: Vec<usize>,
+    /// Warm-up of each light-load step and of the ceiling step (discarded).
+    #[serde(serialize_with = "secs")]
+    pub users_warmup: Duration,
+    /// One open-loop step per preset and peer at this fraction of the first
+    /// preset's `concur bench`; `None` skips it.
+    pub open_fraction_of_ceiling: Option<f64>,
+    /// External servers measured with the light-load and ceiling steps.
+    pub peers: Vec<PeerSpec>,
+    /// How long a peer may take to answer `GET /health` with 200.
+    #[serde(serialize_with = "secs")]
+    pub peer_ready_timeout: Duration,
+    /// After SIGTERM, how long a peer's process group may take to exit
+    /// before it gets SIGKILL.
+    #[serde(serialize_with = "secs")]
+    pub peer_stop_grace: Duration,
+    /// The command line that started the sweep, for the report (empty when
+    /// the sweep was started from code).
+    pub invocation: Vec<String>,
     /// Idle single-request run: at most this many requests...
     pub idle_max_requests: u64,
     /// ...and at most this long.
@@ -83,8 +107,9 @@ pub struct SweepOptions {
 impl SweepOptions {
     /// Defaults sized for a real comparison on a 2-core machine (about 2-3
     /// minutes per preset): 10 s steps, at most 8 search steps, p99 target
-    /// 100 ms, fractions 0.25/0.5/0.75/0.9, a 256-user saturation step,
-    /// 10 s of `concur bench`.
+    /// 100 ms, fractions 0.25/0.5/0.75/0.9, a 256-user saturation step, 10 s
+    /// of `concur bench`; no light-load steps (2 s warm-up each when
+    /// enabled), no ceiling step, no peers.
     pub fn new(
         concur_bin: PathBuf,
         configs: Vec<PathBuf>,
@@ -113,6 +138,13 @@ impl SweepOptions {
             max_inflight: 1024,
             fractions: vec![0.25, 0.5, 0.75, 0.9],
             bench_seconds: 10,
+            users: Vec::new(),
+            users_warmup: Duration::from_secs(2),
+            open_fraction_of_ceiling: None,
+            peers: Vec::new(),
+            peer_ready_timeout: Duration::from_secs(120),
+            peer_stop_grace: Duration::from_secs(10),
+            invocation: Vec::new(),
             idle_max_requests: 1000,
             idle_max: Duration::from_secs(60),
             ready_timeout: Duration::from_secs(120),

@@ -16,12 +16,15 @@ use super::SweepOptions;
 /// One measured load step: the client's view and the server's breakdown.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Step {
-    /// `probe`, `search`, `fraction`, `saturation` or `idle`.
+    /// `probe`, `search`, `fraction`, `users` (light load), `ceiling`,
+    /// `saturation` or `idle`.
     pub kind: String,
-    /// For `fraction` steps: the fraction of the found rate.
+    /// For `fraction` steps: the fraction of the found rate; for the
+    /// `ceiling` step: the fraction of the engine ceiling.
     pub fraction: Option<f64>,
     /// Whether the step met the target (errors, late sends, p99); for the
-    /// `saturation` step, which has no latency target, only errors count.
+    /// closed-loop `users` and `saturation` steps, which have no latency
+    /// target, only errors count.
     pub pass: bool,
     /// Why it failed, or `ok`.
     pub verdict: String,
@@ -44,7 +47,8 @@ pub struct PresetResult {
     pub bench: Option<BenchResult>,
     /// Why the bench failed, if it did.
     pub bench_error: Option<String>,
-    /// Steps in order: probe, search steps, fractions, saturation, idle.
+    /// Steps in order: probe, search steps, fractions, users, ceiling,
+    /// saturation, idle.
     pub steps: Vec<Step>,
     /// Highest open-loop rate that passed.
     pub max_rate: Option<f64>,
@@ -64,6 +68,42 @@ impl PresetResult {
     pub fn steps_of<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a Step> + 'a {
         self.steps.iter().filter(move |s| s.kind == kind)
     }
+}
+
+/// Everything measured for one peer: an external server run beside the
+/// presets with the light-load and ceiling steps only (no bench, no
+/// `/metrics`, no `/info`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PeerResult {
+    /// The name given with `--peer NAME=COMMAND`.
+    pub name: String,
+    /// The command, with its `{port}` placeholder.
+    pub command: String,
+    /// `GET /health` as the peer answered it (JSON, else the raw text).
+    pub health: Option<serde_json::Value>,
+    /// Steps in order: users, ceiling.
+    pub steps: Vec<Step>,
+    /// How the peer's process group ended: `SIGTERM`, or `SIGKILL after`
+    /// the grace.
+    pub stopped_by: Option<String>,
+    /// What stopped the peer early, with its log's tail.
+    pub error: Option<String>,
+    /// The peer's log file (stdout and stderr).
+    pub log: PathBuf,
+}
+
+/// The rate of the `ceiling` steps: a fraction of the first preset's
+/// `concur bench`, the same for every preset and peer so their p99s compare.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CeilingRate {
+    /// The preset whose bench set it (the first one given).
+    pub preset: String,
+    /// That bench, sequences per second.
+    pub bench_sps: f64,
+    /// `--open-fraction-of-ceiling`.
+    pub fraction: f64,
+    /// `fraction * bench_sps`, requests per second.
+    pub rate: f64,
 }
 
 /// Versions of the pieces that produced the figures.
@@ -88,6 +128,11 @@ pub struct SweepReport {
     pub options: SweepOptions,
     /// One entry per config, in order.
     pub presets: Vec<PresetResult>,
+    /// One entry per `--peer`, in order; measured after the presets.
+    pub peers: Vec<PeerResult>,
+    /// The rate of the `ceiling` steps; `None` if they were not asked for
+    /// or the first preset's bench did not run.
+    pub ceiling_rate: Option<CeilingRate>,
     /// Highest `concur bench` rate over all presets, sequences per second.
     pub engine_ceiling_sps: Option<f64>,
     /// Preset with the highest sustainable rate.
@@ -114,10 +159,10 @@ pub fn verdict(t: &Totals, slo_p99: Duration, max_late_fraction: f64) -> Result<
     Ok(())
 }
 
-/// The informational verdict of the saturation step: no latency target and
-/// no late sends (closed loop), so it fails only on errors or if nothing
-/// succeeded.
-pub fn saturation_verdict(t: &Totals) -> Result<(), String> {
+/// The informational verdict of the closed-loop `users` and `saturation`
+/// steps: no latency target and no late sends (closed loop), so it fails
+/// only on errors or if nothing succeeded.
+pub fn closed_loop_verdict(t: &Totals) -> Result<(), String> {
     if t.error_count() > 0 {
         return Err(format!("{} errors {:?}", t.error_count(), t.errors));
     }
@@ -162,11 +207,11 @@ mod tests {
     }
 
     #[test]
-    fn saturation_verdict_ignores_p99_but_not_errors() {
-        assert!(saturation_verdict(&totals(5000.0)).is_ok());
+    fn closed_loop_verdict_ignores_p99_but_not_errors() {
+        assert!(closed_loop_verdict(&totals(5000.0)).is_ok());
         let mut errs = totals(10.0);
         errs.errors.insert("503".into(), 3);
-        assert!(saturation_verdict(&errs).unwrap_err().contains("3 errors"));
-        assert!(saturation_verdict(&Totals::default()).is_err());
+        assert!(closed_loop_verdict(&errs).unwrap_err().contains("3 errors"));
+        assert!(closed_loop_verdict(&Totals::default()).is_err());
     }
 }

@@ -1,0 +1,85 @@
+//! The core budget: the CPUs inference may use, as permits. A running batch holds as many
+//! as its width, so the batches in flight never ask for more cores than the budget has.
+
+use crate::metrics::Metrics;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Cores held for one batch. Dropping it (when the batch is done) gives them back.
+pub struct Cores {
+    permit: OwnedSemaphorePermit,
+    batches: Arc<AtomicUsize>,
+}
+
+impl Drop for Cores {
+    fn drop(&mut self) {
+        self.batches.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Cores {
+    /// How many cores are held: the batch's width.
+    pub fn width(&self) -> usize {
+        self.permit.num_permits()
+    }
+}
+
+pub(super) struct CoreBudget {
+    /// A tokio semaphore because the batcher awaits it. One permit per core; the
+    /// batcher's first core is awaited, extra cores are only ever taken when idle
+    /// (`try_acquire`), so widening never makes a batch wait.
+    permits: Arc<Semaphore>,
+    /// Cores a batch needs at least (fixed: intra_op_threads; elastic: 1).
+    unit: usize,
+    /// Live [`Cores`]: batches running, plus the one the batcher is forming. An atomic
+    /// because cores are given back on the engine's threads.
+    batches: Arc<AtomicUsize>,
+}
+
+impl CoreBudget {
+    pub fn new(total: usize, unit: usize, metrics: &Metrics) -> CoreBudget {
+        metrics.cores.budget.set(total as i64);
+        CoreBudget {
+            permits: Arc::new(Semaphore::new(total)),
+            unit,
+            batches: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Waits until the narrowest share of cores is idle, and holds it.
+    pub async fn reserve(&self) -> Cores {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(self.unit as u32)
+            .await
+            .expect("the core semaphore is never closed");
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        Cores {
+            permit,
+            batches: self.batches.clone(),
+        }
+    }
+
+    /// Batches holding cores now: those running and the one being formed.
+    pub fn batches(&self) -> usize {
+        self.batches.load(Ordering::Relaxed)
+    }
+
+    /// Cores idle now, counting those `held` already holds.
+    pub fn free(&self, held: &Cores) -> usize {
+        self.permits.available_permits() + held.width()
+    }
+
+    /// Grows `held` to `width` cores if that many are idle now; never waits.
+    pub fn widen(&self, held: &mut Cores, width: usize) {
+        let extra = width.saturating_sub(held.width());
+        if extra == 0 {
+            return;
+        }
+        if let Ok(more) = self.permits.clone().try_acquire_many_owned(extra as u32) {
+            held.permit.merge(more);
+        }
+    }
+}

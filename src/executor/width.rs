@@ -1,0 +1,245 @@
+//! Parallelism as pure logic: which session widths exist, and how many cores the next
+//! batch gets.
+//!
+//! A batch's *width* is the number of cores its forward pass may use (the ONNX Runtime
+//! session's intra-op threads). Wide batches finish sooner (latency); narrow batches side
+//! by side finish more work per second (throughput), because one forward pass never scales
+//! perfectly over cores. [`choose`] picks from the moment, so one configuration serves a
+//! lone user and a crowd.
+
+use crate::config::{ExecutorConfig, Parallelism};
+use serde::Serialize;
+
+/// Sessions of one width.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rung {
+    /// Cores one forward pass on these sessions uses.
+    pub width: usize,
+    /// Sessions of this width: enough for the whole budget to run at this width at once.
+    pub sessions: usize,
+}
+
+/// The session widths the executor loads, narrowest first, and the core budget they share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ladder {
+    pub cores: usize,
+    pub rungs: Vec<Rung>,
+}
+
+impl Ladder {
+    /// Fixed: one rung, `sessions` x `intra_op_threads`. Elastic: widths 1, 2, 4, ... and
+    /// the whole budget, each with `cores / width` sessions, so that whatever mix of widths
+    /// the budget admits, a session of each admitted width is idle.
+    pub fn from_config(config: &ExecutorConfig, available_cpus: usize) -> Ladder {
+        match config.parallelism {
+            Parallelism::Fixed => Ladder {
+                cores: config.sessions * config.intra_op_threads,
+                rungs: vec![Rung {
+                    width: config.intra_op_threads,
+                    sessions: config.sessions,
+                }],
+            },
+            Parallelism::Elastic => Ladder::elastic(config.cores.unwrap_or(available_cpus)),
+        }
+    }
+
+    pub fn elastic(cores: usize) -> Ladder {
+        let cores = cores.max(1);
+        let mut widths: Vec<usize> = std::iter::successors(Some(1usize), |w| w.checked_mul(2))
+            .take_while(|&w| w < cores)
+            .collect();
+        widths.push(cores);
+        Ladder {
+            cores,
+            rungs: widths
+                .into_iter()
+                .map(|width| Rung {
+                    width,
+                    sessions: cores / width,
+                })
+                .collect(),
+        }
+    }
+
+    /// The narrowest width: what a batch gets when cores are scarce.
+    pub fn narrowest(&self) -> usize {
+        self.rungs[0].width
+    }
+
+    /// The widest rung no wider than `cores` (the narrowest if none is).
+    pub fn fit(&self, cores: usize) -> usize {
+        self.rungs
+            .iter()
+            .rev()
+            .find(|r| r.width <= cores)
+            .map_or(self.narrowest(), |r| r.width)
+    }
+
+    /// Model copies loaded: sessions over all rungs.
+    pub fn copies(&self) -> usize {
+        self.rungs.iter().map(|r| r.sessions).sum()
+    }
+
+    /// Most batches that can run at once: the budget at the narrowest width.
+    pub fn max_concurrent(&self) -> usize {
+        self.cores / self.narrowest()
+    }
+}
+
+/// Cores for the batch about to run.
+///
+/// `free`: cores idle right now, counting the narrowest share the batcher already holds.
+/// `pending`: batches the queue still holds after this one. The idle cores are shared
+/// evenly between this batch and those, so a batch alone on an idle machine gets all of
+/// them and a batch with company leaves cores for the next one. Nobody waits for a core
+/// that a wide batch took while they were already queued.
+///
+/// `demand`: how many batches have recently shared the budget ([`Demand`]). A batch never
+/// gets more than its share of the whole budget under that demand, so with many users on
+/// many cores a momentarily idle machine is not handed to one batch while the next
+/// arrivals, a few milliseconds away, would then find no core.
+pub fn choose(ladder: &Ladder, free: usize, pending: usize, demand: f64) -> usize {
+    let now = free / (1 + pending);
+    let share = (ladder.cores as f64 / demand.max(1.0)).floor() as usize;
+    ladder.fit(now.min(share.max(1)))
+}
+
+/// A moving average of the batches sharing the budget, sampled at each dispatch (those
+/// running, this one, and those still queued behind it).
+#[derive(Debug, Clone, Copy)]
+pub struct Demand(f64);
+
+impl Demand {
+    /// Weight of the newest sample: about the last ten batches count.
+    const ALPHA: f64 = 0.1;
+
+    pub fn new() -> Demand {
+        Demand(1.0)
+    }
+
+    pub fn observe(&mut self, batches: usize) -> f64 {
+        self.0 += Self::ALPHA * (batches as f64 - self.0);
+        self.0
+    }
+}
+
+impl Default for Demand {
+    fn default() -> Self {
+        Demand::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn elastic_ladders() {
+        let two = Ladder::elastic(2);
+        assert_eq!(
+            two.rungs,
+            vec![
+                Rung {
+                    width: 1,
+                    sessions: 2
+                },
+                Rung {
+                    width: 2,
+                    sessions: 1
+                }
+            ]
+        );
+        assert_eq!(two.copies(), 3);
+        let widths = |l: &Ladder| {
+            l.rungs
+                .iter()
+                .map(|r| (r.width, r.sessions))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(widths(&Ladder::elastic(1)), vec![(1, 1)]);
+        assert_eq!(
+            widths(&Ladder::elastic(6)),
+            vec![(1, 6), (2, 3), (4, 1), (6, 1)]
+        );
+        assert_eq!(
+            widths(&Ladder::elastic(16)),
+            vec![(1, 16), (2, 8), (4, 4), (8, 2), (16, 1)]
+        );
+        assert_eq!(Ladder::elastic(16).max_concurrent(), 16);
+    }
+
+    #[test]
+    fn fixed_is_one_rung() {
+        let c = crate::Config::parse(
+            "[executor]\nparallelism = \"fixed\"\nsessions = 3\nintra_op_threads = 2\n",
+        )
+        .unwrap();
+        let l = Ladder::from_config(&c.executor, 64);
+        assert_eq!((l.cores, l.copies(), l.max_concurrent()), (6, 3, 3));
+        // Whatever the moment, a fixed batch gets intra_op_threads cores.
+        for (free, pending) in [(2, 0), (6, 0), (6, 5), (1, 9)] {
+            assert_eq!(choose(&l, free, pending, 1.0), 2);
+        }
+    }
+
+    #[test]
+    fn alone_gets_every_idle_core() {
+        let l = Ladder::elastic(2);
+        assert_eq!(choose(&l, 2, 0, 1.0), 2);
+        let l = Ladder::elastic(16);
+        assert_eq!(choose(&l, 16, 0, 1.0), 16);
+        // Idle cores that are not a rung: the widest rung that fits.
+        assert_eq!(choose(&l, 11, 0, 1.0), 8);
+    }
+
+    #[test]
+    fn queued_batches_share_the_idle_cores() {
+        let l = Ladder::elastic(2);
+        assert_eq!(choose(&l, 2, 1, 1.0), 1, "company waiting: side by side");
+        assert_eq!(choose(&l, 1, 0, 1.0), 1, "one core busy: the other one");
+        let l = Ladder::elastic(16);
+        assert_eq!(choose(&l, 16, 1, 1.0), 8);
+        assert_eq!(choose(&l, 16, 3, 1.0), 4);
+        assert_eq!(choose(&l, 16, 40, 1.0), 1);
+        assert_eq!(choose(&l, 3, 0, 1.0), 2);
+    }
+
+    #[test]
+    fn recent_demand_caps_a_lone_batch() {
+        let l = Ladder::elastic(16);
+        // Idle right now, but eight batches have been sharing the budget: two cores.
+        assert_eq!(choose(&l, 16, 0, 8.0), 2);
+        assert_eq!(
+            choose(&l, 16, 0, 3.0),
+            4,
+            "16 / 3 = 5 cores: the 4-wide rung"
+        );
+        assert_eq!(choose(&l, 16, 0, 40.0), 1);
+        // Demand never widens beyond what is idle now.
+        assert_eq!(choose(&l, 2, 0, 1.0), 2);
+    }
+
+    #[test]
+    fn demand_follows_the_load_and_decays() {
+        let mut d = Demand::new();
+        for _ in 0..60 {
+            d.observe(16);
+        }
+        assert!(d.observe(16) > 15.0);
+        let mut last = f64::MAX;
+        for _ in 0..60 {
+            let now = d.observe(1);
+            assert!(now <= last);
+            last = now;
+        }
+        assert!(last < 1.1, "back to one batch at a time: {last}");
+    }
+
+    #[test]
+    fn elastic_auto_uses_available_cpus() {
+        let c = crate::Config::parse("").unwrap();
+        assert_eq!(Ladder::from_config(&c.executor, 4).cores, 4);
+        let c = crate::Config::parse("[executor]\ncores = 3\n").unwrap();
+        assert_eq!(Ladder::from_config(&c.executor, 64).cores, 3);
+    }
+}
