@@ -1,5 +1,7 @@
 //! What every body target checks: a rejected body is a client error (never a 500) whose
 //! response is OpenAI's JSON error shape, and an accepted body holds texts within limits.
+// Shared by every target; the headers target uses only `check_error`.
+#![allow(dead_code)]
 
 use concur::http::error::ApiError;
 use concur::http::{InputLimits, Served};
