@@ -15,8 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
-use crate::client::Client;
-use crate::server::{free_port, log_tail};
+use crate::server::{free_port, wait_until_ok, Probe};
 
 /// The placeholder a peer command must contain; replaced by a free port.
 pub const PORT: &str = "{port}";
@@ -143,27 +142,12 @@ impl Peer {
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let client = Client::new(&self.base_url)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "peer exited with {status} before it was ready; log:\n{}",
-                    log_tail(&self.log, 30)
-                );
-            }
-            // Connection refused while the model loads is expected.
-            if let Ok((200, _)) = client.get("/health", Duration::from_secs(2)).await {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "peer not healthy after {timeout:?}; log:\n{}",
-                    log_tail(&self.log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let probe = Probe {
+            what: "peer",
+            path: "/health",
+            state: "healthy",
+        };
+        wait_until_ok(&mut self.child, &self.base_url, &self.log, probe, timeout).await
     }
 
     /// SIGTERM to the group, then SIGKILL to whatever is still running

@@ -71,27 +71,12 @@ impl Server {
     }
 
     async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let client = Client::new(&self.base_url)?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "server exited with {status} before it was ready; log:\n{}",
-                    log_tail(&self.log, 30)
-                );
-            }
-            // Connection refused while the model loads is expected.
-            if let Ok((200, _)) = client.get("/ready", Duration::from_secs(2)).await {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "server not ready after {timeout:?}; log:\n{}",
-                    log_tail(&self.log, 30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let probe = Probe {
+            what: "server",
+            path: "/ready",
+            state: "ready",
+        };
+        wait_until_ok(&mut self.child, &self.base_url, &self.log, probe, timeout).await
     }
 
     /// Sends SIGTERM and waits up to `grace` for the drain to finish;
@@ -201,6 +186,46 @@ pub fn command_line(program: &Path, args: &[&str]) -> Option<String> {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().next()?.trim().to_string();
     (out.status.success() && !line.is_empty()).then_some(line)
+}
+
+/// What [`wait_until_ok`] polls, and the words its errors use.
+pub(crate) struct Probe {
+    pub what: &'static str,
+    pub path: &'static str,
+    pub state: &'static str,
+}
+
+/// Polls `GET base_url + probe.path` until it answers 200. Fails with the log's tail if
+/// `child` exits first or `timeout` passes. Shared by concur servers and external peers.
+pub(crate) async fn wait_until_ok(
+    child: &mut Child,
+    base_url: &str,
+    log: &Path,
+    probe: Probe,
+    timeout: Duration,
+) -> Result<()> {
+    let client = Client::new(base_url)?;
+    let deadline = Instant::now() + timeout;
+    let Probe { what, path, state } = probe;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} exited with {status} before it was {state}; log:\n{}",
+                log_tail(log, 30)
+            );
+        }
+        // Connection refused while the model loads is expected.
+        if let Ok((200, _)) = client.get(path, Duration::from_secs(2)).await {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{what} not {state} after {timeout:?}; log:\n{}",
+                log_tail(log, 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]
