@@ -5,6 +5,7 @@
 //! The request parsers are public (`parse_*`, [`deadline`], [`authorized`]) so that the
 //! fuzz targets in `fuzz/` drive exactly the code the server runs.
 
+mod admin;
 mod body;
 mod chat;
 mod chat_types;
@@ -20,7 +21,7 @@ pub use chat_types::ChatCompletionRequest;
 pub use embeddings::{parse_openai, parse_tei, EmbedRequest, EmbeddingsRequest, ValidEmbed};
 pub use input::{Input, InputLimits, Served};
 
-use crate::config::LimitsConfig;
+use crate::config::{Config, LimitsConfig};
 use crate::metrics::{Metrics, Outcome, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
@@ -50,7 +51,7 @@ pub enum Scope {
     All,
     /// The public listener when an admin listener exists: everything but `/metrics`.
     Public,
-    /// The admin listener: health, readiness, info and metrics only.
+    /// The admin listener: health, readiness, info, metrics and reload only.
     Admin,
 }
 
@@ -65,11 +66,12 @@ enum Route {
     Models,
     Metrics,
     OpenApi,
+    Reload,
     NotFound,
 }
 
 /// Every route the server answers: the router and the OpenAPI test both read this table.
-const ROUTES: [(&str, Route); 9] = [
+const ROUTES: [(&str, Route); 10] = [
     ("/v1/embeddings", Route::Embeddings),
     ("/embed", Route::Embed),
     ("/v1/chat/completions", Route::Chat),
@@ -79,6 +81,7 @@ const ROUTES: [(&str, Route); 9] = [
     ("/v1/models", Route::Models),
     ("/metrics", Route::Metrics),
     ("/openapi.json", Route::OpenApi),
+    ("/admin/reload", Route::Reload),
 ];
 
 /// The (method, path) pairs a listener of this scope serves.
@@ -110,28 +113,34 @@ impl Route {
             Route::Models => "models",
             Route::Metrics => "metrics",
             Route::OpenApi => "openapi",
+            Route::Reload => "reload",
             Route::NotFound => "not_found",
         }
     }
 
     fn method(self) -> Method {
         match self {
-            Route::Embeddings | Route::Embed | Route::Chat => Method::POST,
+            Route::Embeddings | Route::Embed | Route::Chat | Route::Reload => Method::POST,
             _ => Method::GET,
         }
     }
 
     fn is_inference(self) -> bool {
-        self.method() == Method::POST
+        matches!(self, Route::Embeddings | Route::Embed | Route::Chat)
     }
 
     fn in_scope(self, scope: Scope) -> bool {
         match scope {
             Scope::All => true,
-            Scope::Public => self != Route::Metrics,
+            Scope::Public => !matches!(self, Route::Metrics | Route::Reload),
             Scope::Admin => matches!(
                 self,
-                Route::Health | Route::Ready | Route::Info | Route::Metrics | Route::OpenApi
+                Route::Health
+                    | Route::Ready
+                    | Route::Info
+                    | Route::Metrics
+                    | Route::OpenApi
+                    | Route::Reload
             ),
         }
     }
@@ -141,6 +150,8 @@ impl Route {
 /// timings that become response headers.
 pub struct Ctx<'a> {
     pub state: &'a AppState,
+    /// The live configuration when the request arrived, kept to its end.
+    pub config: Arc<Config>,
     deadline: Instant,
     timings: Option<Timings>,
 }
@@ -148,9 +159,9 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// What the request parsers need to know about this server.
     pub fn served(&self) -> Served<'_> {
-        let limits = &self.state.config.limits;
+        let limits = &self.config.limits;
         Served {
-            model: &self.state.config.model.name,
+            model: &self.config.model.name,
             limits: InputLimits {
                 max_inputs: limits.max_inputs,
                 max_chars: limits.max_input_chars,
@@ -241,15 +252,18 @@ async fn route_request(
         Route::Models => return Ok(meta::models(state)),
         Route::Metrics => return Ok(meta::metrics(state)),
         Route::OpenApi => return Ok(meta::openapi(state, scope)),
+        Route::Reload => return admin::reload(state, req).await,
         _ => {}
     }
-    if !authorized(req.headers(), &state.config.auth.api_keys) {
+    let config = state.config();
+    if !authorized(req.headers(), &config.auth.api_keys) {
         return Err(ApiError::unauthorized());
     }
-    let deadline = started + deadline(req.headers(), &state.config.limits)?;
-    let body = body::read_json(req, state.config.limits.max_body_bytes).await?;
+    let deadline = started + deadline(req.headers(), &config.limits)?;
+    let body = body::read_json(req, config.limits.max_body_bytes).await?;
     let mut ctx = Ctx {
         state,
+        config,
         deadline,
         timings: None,
     };

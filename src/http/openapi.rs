@@ -9,7 +9,7 @@
 use super::embeddings::{self, ListObject};
 use super::error::ErrorResponse;
 use super::input::{Input, InputLimits};
-use super::{chat, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
+use super::{admin, chat, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
 use crate::config::Config;
 use hyper::Method;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
@@ -41,7 +41,8 @@ const BEARER: &str = "bearer";
         meta::ready,
         meta::info,
         meta::metrics,
-        meta::openapi
+        meta::openapi,
+        admin::reload
     ),
     components(schemas(ErrorResponse, ListObject)),
     tags(
