@@ -1,5 +1,7 @@
-//! The `concur` command: `serve`, `bench`, `check-config`, `openapi`. Thin: everything else is the
+//! The `concur` command: `serve`, `bench`, `check-config`, `reload`, `openapi`. Thin: everything else is the
 //! library, so tests drive the same code.
+
+mod reload_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -61,6 +63,9 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Ask a running server to reload its configuration (POST /admin/reload), optionally
+    /// with TOML overrides, and print what changed.
+    Reload(reload_cmd::ReloadArgs),
     /// Print the OpenAPI document a server with this configuration serves at /openapi.json.
     Openapi {
         #[command(flatten)]
@@ -109,6 +114,7 @@ fn main() -> Result<()> {
             println!("{c:#?}");
             Ok(())
         }
+        Command::Reload(args) => reload_cmd::run(args),
         Command::Openapi { config } => {
             let doc =
                 concur::http::openapi::document(&config.load(None)?, concur::http::Scope::All);

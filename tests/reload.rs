@@ -313,6 +313,31 @@ async fn concurrent_reloads_are_serialised_and_accumulate() {
     assert_eq!(status, 200);
     assert_eq!(body["generation"], 4);
     assert!(body["changed"].as_array().unwrap().is_empty());
+    // The CLI: a reset goes back to the file; a refused reload fails the command.
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_concur"))
+                .arg("reload")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = cli(vec!["--addr".into(), addr.to_string(), "--reset".into()])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["generation"], 5, "{printed}");
+    assert_eq!(info(&c, addr).await["strategy"], "workers");
+    let bad = vec![
+        "--addr".into(),
+        addr.to_string(),
+        "server.listen = \"127.0.0.1:1\"".into(),
+    ];
+    let out = cli(bad).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not_live"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
