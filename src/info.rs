@@ -56,6 +56,11 @@ pub struct ParallelismInfo {
     pub model_copies: usize,
     pub model_file_bytes: Option<u64>,
     pub sessions_rss_bytes: u64,
+    /// `processes` only: `{"parent_rss_bytes", "children_rss_bytes": [...]}` once the
+    /// children had loaded their sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub processes: Option<crate::executor::ProcessFootprint>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -145,6 +150,7 @@ pub fn build(
                 .map(|m| m.len())
                 .ok(),
             sessions_rss_bytes: footprint.sessions_rss_bytes,
+            processes: footprint.processes.clone(),
         },
         batching: BatchingInfo {
             max_batch_size: b.max_batch_size,

@@ -1,4 +1,5 @@
-//! The `concur` command: `serve`, `bench`, `check-config`, `openapi`. Thin: everything else is the
+//! The `concur` command: `serve`, `bench`, `check-config`, `openapi` (and the hidden
+//! `__worker`, a child of the `processes` strategy). Thin: everything else is the
 //! library, so tests drive the same code.
 
 use anyhow::{Context, Result};
@@ -66,6 +67,16 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// A child of the `processes` strategy, started by the server; not for people.
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// The child's end of the socket to the server.
+        #[arg(long)]
+        fd: i32,
+        /// The server's process id; the child exits if its parent is not that process.
+        #[arg(long)]
+        parent: u32,
+    },
 }
 
 impl ConfigArgs {
@@ -100,6 +111,9 @@ fn main() -> Result<()> {
             let c = config.load(None)?;
             println!("{c:#?}");
             Ok(())
+        }
+        Command::Worker { fd, parent } => {
+            std::process::exit(concur::executor::worker_main(fd, parent))
         }
         Command::Openapi { config } => {
             let doc =

@@ -18,8 +18,10 @@ use std::time::Instant;
 
 mod connections;
 mod cores;
+mod processes;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use processes::ProcessMetrics;
 
 /// Why a request was turned away or dropped before it reached the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +169,7 @@ pub struct Metrics {
     pub event_loop_lag: Histogram,
     pub cores: CoreMetrics,
     pub connections: ConnectionMetrics,
+    pub processes: ProcessMetrics,
 }
 
 impl Metrics {
@@ -320,7 +323,7 @@ impl Metrics {
             ),
             worker_restarts: counter(
                 "worker_restarts_total",
-                "Engine sessions rebuilt after a panic.",
+                "Engine sessions rebuilt after a panic, and worker processes respawned after they died.",
             ),
             event_loop_lag: secs(
                 "event_loop_lag_seconds",
@@ -328,6 +331,7 @@ impl Metrics {
             ),
             cores: CoreMetrics::register(&registry),
             connections: ConnectionMetrics::register(&registry),
+            processes: ProcessMetrics::register(&registry),
             registry,
             process,
             startup,

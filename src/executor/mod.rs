@@ -15,6 +15,7 @@ mod cores;
 mod inline;
 mod job;
 mod pool;
+mod processes;
 mod rayon_pool;
 mod spawn_blocking;
 pub mod width;
@@ -23,6 +24,7 @@ mod workers;
 pub use cores::Cores;
 pub use job::{Done, Job};
 pub use pool::Footprint;
+pub use processes::{worker_main, ProcessFootprint};
 
 use crate::config::{ExecutorConfig, Strategy};
 use crate::engine::{EngineError, EngineFactory};
@@ -38,6 +40,15 @@ pub(crate) trait Dispatch: Send + Sync {
     fn dispatch(&self, job: Job);
     /// Stops accepting jobs and waits for the threads this strategy owns. Blocking.
     fn shutdown(&self) {}
+}
+
+/// A strategy that runs its jobs on `pool`, and what loading the pool cost.
+fn in_process<D: Dispatch + 'static>(
+    pool: Arc<SessionPool>,
+    start: impl FnOnce(Arc<SessionPool>) -> Result<D, EngineError>,
+) -> Result<(Box<dyn Dispatch>, Footprint), EngineError> {
+    let footprint = pool.footprint().clone();
+    Ok((Box::new(start(pool)?), footprint))
 }
 
 /// The configured strategy, its sessions, and the core budget that caps batches in flight.
@@ -65,15 +76,21 @@ impl Executor {
             metrics: metrics.clone(),
             nice: config.inference_nice,
         };
-        let pool = Arc::new(SessionPool::new(&ladder, ctx)?);
-        let footprint = pool.footprint().clone();
         // Threads that may call the engine at once: one per batch the budget admits.
         let threads = ladder.max_concurrent();
-        let dispatch: Box<dyn Dispatch> = match config.strategy {
-            Strategy::Inline => Box::new(inline::Inline::new(pool)),
-            Strategy::SpawnBlocking => Box::new(spawn_blocking::SpawnBlocking::new(pool)),
-            Strategy::Rayon => Box::new(rayon_pool::RayonPool::new(pool, threads)?),
-            Strategy::Workers => Box::new(workers::Workers::new(pool, threads)?),
+        // The sessions of this process; `processes` loads them in its children instead.
+        let pool = || SessionPool::new(&ladder, ctx.clone()).map(Arc::new);
+        let (dispatch, footprint): (Box<dyn Dispatch>, Footprint) = match config.strategy {
+            Strategy::Inline => in_process(pool()?, |p| Ok(inline::Inline::new(p)))?,
+            Strategy::SpawnBlocking => {
+                in_process(pool()?, |p| Ok(spawn_blocking::SpawnBlocking::new(p)))?
+            }
+            Strategy::Rayon => in_process(pool()?, |p| rayon_pool::RayonPool::new(p, threads))?,
+            Strategy::Workers => in_process(pool()?, |p| workers::Workers::new(p, threads))?,
+            Strategy::Processes => {
+                let (p, footprint) = processes::Processes::start(config, &ladder, ctx.clone())?;
+                (Box::new(p), footprint)
+            }
         };
         Ok(Executor {
             dispatch,

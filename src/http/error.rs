@@ -50,6 +50,8 @@ pub enum ErrorCode {
     Draining,
     /// 503: the deadline passed while the request was queued.
     DeadlineExceeded,
+    /// 503 from `/ready` only: worker processes (`processes` strategy) keep crashing.
+    WorkersCrashing,
 }
 
 /// The body of every error response.
