@@ -223,9 +223,12 @@ impl Slot {
     }
 
     /// Puts a batch whose child died back in the queue, first in line, if it has not been
-    /// retried yet and another child is up; fails it (500) otherwise.
+    /// retried yet and a child can take it soon: another one is up, or this slot's
+    /// replacement starts at once (its first death in a while). Fails it (500) otherwise.
     fn retry_or_fail(&self, queued: Queued, why: &str) {
-        if !queued.retried && self.shared.up.load(Ordering::SeqCst) > 0 {
+        let soon =
+            self.shared.up.load(Ordering::SeqCst) > 0 || backoff(self.failures + 1).is_zero();
+        if !queued.retried && soon {
             tracing::warn!(child = self.index, "retrying its batch on another child");
             return self.shared.push(Queued {
                 job: queued.job,
@@ -235,7 +238,7 @@ impl Slot {
         let reason = if queued.retried {
             "and it had been retried once already"
         } else {
-            "and no other worker process was up to retry it"
+            "and no worker process could retry it soon"
         };
         let error = EngineError::inference(format!("the worker process {why}, {reason}"));
         queued.job.fail(error, self.metrics());
