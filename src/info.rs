@@ -2,7 +2,7 @@
 //! document describes exactly what is sent.
 
 use crate::chat::ChatBot;
-use crate::config::{Config, Parallelism};
+use crate::config::{Config, Parallelism, Strategy};
 use crate::connections::ConnectionLimits;
 use crate::engine::resolve_ort_library;
 use crate::executor::Footprint;
@@ -214,6 +214,18 @@ fn executor_settings(config: &Config) -> Value {
         for key in unused {
             map.remove(*key);
         }
+        // Only `processes` uses its settings; shown with the timeout in milliseconds.
+        let p = &config.executor.processes;
+        match config.executor.strategy {
+            Strategy::Processes => map.insert(
+                "processes".into(),
+                json!({
+                    "worker_exe": p.worker_exe,
+                    "batch_timeout_ms": p.batch_timeout.as_millis() as u64,
+                }),
+            ),
+            _ => map.remove("processes"),
+        };
     }
     settings
 }
