@@ -1,4 +1,5 @@
-//! The `concur` command: `serve`, `bench`, `check-config`, `reload`, `openapi`. Thin: everything else is the
+//! The `concur` command: `serve`, `bench`, `check-config`, `reload`, `openapi` (and the
+//! hidden `__worker`, a child of the `processes` strategy). Thin: everything else is the
 //! library, so tests drive the same code.
 
 mod reload_cmd;
@@ -71,6 +72,16 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// A child of the `processes` strategy, started by the server; not for people.
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// The child's end of the socket to the server.
+        #[arg(long)]
+        fd: i32,
+        /// The server's process id; the child exits if its parent is not that process.
+        #[arg(long)]
+        parent: u32,
+    },
 }
 
 impl ConfigArgs {
@@ -115,6 +126,9 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Reload(args) => reload_cmd::run(args),
+        Command::Worker { fd, parent } => {
+            std::process::exit(concur::executor::worker_main(fd, parent))
+        }
         Command::Openapi { config } => {
             let doc =
                 concur::http::openapi::document(&config.load(None)?, concur::http::Scope::All);

@@ -18,9 +18,11 @@ use std::time::Instant;
 
 mod connections;
 mod cores;
+mod processes;
 mod reload;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use processes::ProcessMetrics;
 pub use reload::{ReloadMetrics, ReloadOutcome};
 
 /// Why a request was turned away or dropped before it reached the engine.
@@ -172,6 +174,7 @@ pub struct Metrics {
     pub cores: CoreMetrics,
     pub connections: ConnectionMetrics,
     pub reload: ReloadMetrics,
+    pub processes: ProcessMetrics,
 }
 
 impl Metrics {
@@ -322,7 +325,7 @@ impl Metrics {
             ),
             worker_restarts: counter(
                 "worker_restarts_total",
-                "Engine sessions rebuilt after a panic.",
+                "Engine sessions rebuilt after a panic, and worker processes respawned after they died.",
             ),
             event_loop_lag: secs(
                 "event_loop_lag_seconds",
@@ -332,6 +335,7 @@ impl Metrics {
             connections: ConnectionMetrics::register(&registry),
             reload: ReloadMetrics::register(&registry),
             strategy: RwLock::new(strategy),
+            processes: ProcessMetrics::register(&registry),
             registry,
             process,
             startup,

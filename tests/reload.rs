@@ -129,8 +129,9 @@ async fn switching_everything_under_load_drops_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before = server.rss_bytes();
     // Every strategy, both parallelism modes, fp32 -> int8 -> fp32, back to the start.
-    let steps: [(&str, f32); 9] = [
+    let steps: [(&str, f32); 10] = [
         ("executor.strategy = \"inline\"", 0.9999),
+        ("executor.strategy = \"processes\"", 0.9999),
         ("executor.strategy = \"spawn_blocking\"", 0.9999),
         ("executor.strategy = \"rayon\"", 0.9999),
         (
@@ -361,7 +362,7 @@ async fn sighup_rereads_the_file() {
     assert_eq!(info(&c, addr).await["strategy"], "workers");
     std::fs::write(&file, with_dir("spawn_blocking")).unwrap();
     // SAFETY: kill only sends a signal to our own child.
-    unsafe { libc::kill(server.pid(), libc::SIGHUP) };
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
     let mut live = Value::Null;
     for _ in 0..200 {
         live = info(&c, addr).await;
