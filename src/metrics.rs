@@ -18,8 +18,10 @@ use std::time::Instant;
 
 mod connections;
 mod cores;
+mod snapshot;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
 
 /// Why a request was turned away or dropped before it reached the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
