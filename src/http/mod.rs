@@ -11,6 +11,7 @@ mod chat_types;
 mod embeddings;
 pub mod error;
 mod input;
+mod live;
 mod meta;
 pub mod openapi;
 
@@ -48,9 +49,10 @@ pub const DEADLINE_HEADER: &str = "x-deadline-ms";
 pub enum Scope {
     /// Every route.
     All,
-    /// The public listener when an admin listener exists: everything but `/metrics`.
+    /// The public listener when an admin listener exists: everything but `/metrics` and
+    /// the live page with its feed.
     Public,
-    /// The admin listener: health, readiness, info and metrics only.
+    /// The admin listener: health, readiness, info, metrics and the live page only.
     Admin,
 }
 
@@ -65,11 +67,13 @@ enum Route {
     Models,
     Metrics,
     OpenApi,
+    LivePage,
+    LiveJson,
     NotFound,
 }
 
 /// Every route the server answers: the router and the OpenAPI test both read this table.
-const ROUTES: [(&str, Route); 9] = [
+const ROUTES: [(&str, Route); 12] = [
     ("/v1/embeddings", Route::Embeddings),
     ("/embed", Route::Embed),
     ("/v1/chat/completions", Route::Chat),
@@ -79,6 +83,9 @@ const ROUTES: [(&str, Route); 9] = [
     ("/v1/models", Route::Models),
     ("/metrics", Route::Metrics),
     ("/openapi.json", Route::OpenApi),
+    ("/", Route::LivePage),
+    ("/live", Route::LivePage),
+    ("/live.json", Route::LiveJson),
 ];
 
 /// The (method, path) pairs a listener of this scope serves.
@@ -110,6 +117,8 @@ impl Route {
             Route::Models => "models",
             Route::Metrics => "metrics",
             Route::OpenApi => "openapi",
+            Route::LivePage => "live_page",
+            Route::LiveJson => "live",
             Route::NotFound => "not_found",
         }
     }
@@ -128,10 +137,17 @@ impl Route {
     fn in_scope(self, scope: Scope) -> bool {
         match scope {
             Scope::All => true,
-            Scope::Public => self != Route::Metrics,
+            // What watches the server goes where its metrics are.
+            Scope::Public => !matches!(self, Route::Metrics | Route::LivePage | Route::LiveJson),
             Scope::Admin => matches!(
                 self,
-                Route::Health | Route::Ready | Route::Info | Route::Metrics | Route::OpenApi
+                Route::Health
+                    | Route::Ready
+                    | Route::Info
+                    | Route::Metrics
+                    | Route::OpenApi
+                    | Route::LivePage
+                    | Route::LiveJson
             ),
         }
     }
@@ -241,6 +257,8 @@ async fn route_request(
         Route::Models => return Ok(meta::models(state)),
         Route::Metrics => return Ok(meta::metrics(state)),
         Route::OpenApi => return Ok(meta::openapi(state, scope)),
+        Route::LivePage => return Ok(live::page()),
+        Route::LiveJson => return Ok(live::snapshot(state)),
         _ => {}
     }
     if !authorized(req.headers(), &state.config.auth.api_keys) {

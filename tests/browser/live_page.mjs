@@ -1,0 +1,83 @@
+// Opens concur's live page in headless Debian chromium (driven by playwright-core) and checks
+// what a person would see: charts that receive data, numbers in the page, a strategy switch
+// that /info and the page's configuration panel follow, and a mark on the charts for it.
+// Run by tests/live_page.rs against the real server under load:
+//   node tests/browser/live_page.mjs --url http://127.0.0.1:PORT/ --out DIR [--switch rayon]
+// Prints one JSON line of findings on success; exits 1 with the reason otherwise.
+import { chromium } from "playwright-core";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({
+  options: { url: { type: "string" }, out: { type: "string" }, switch: { type: "string" } },
+});
+const origin = new URL(args.url).origin;
+const profile = mkdtempSync(join(tmpdir(), "concur-chromium-"));
+const fail = (why) => { throw new Error(why); };
+
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  viewport: { width: 1400, height: 1000 },
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const findings = { external: [], errors: [] };
+const page = context.pages()[0] || (await context.newPage());
+try {
+  // Offline: every request the page makes goes to the server it came from.
+  page.on("request", (r) => { if (new URL(r.url()).origin !== origin) findings.external.push(r.url()); });
+  page.on("console", (m) => { if (m.type() === "error") findings.errors.push(m.text()); });
+  page.on("pageerror", (e) => findings.errors.push(String(e)));
+
+  await page.goto(args.url);
+  // Charts received data: points in every uPlot object, answered requests among them.
+  await page.waitForFunction(() => {
+    const live = window.concurLive;
+    return live && live.times.length >= 3 && live.values.throughput[0].some((v) => v > 0)
+      && live.values.latency[1].some((v) => v !== null);
+  }, null, { timeout: 30_000 }).catch(() => fail("the charts got no data with answered requests in 30 s"));
+  const charts = await page.evaluate(() => Object.fromEntries(
+    Object.entries(window.concurLive.charts).map(([id, u]) => [id, u.data[0].length])));
+  for (const [id, points] of Object.entries(charts)) if (!(points > 0)) fail(`chart ${id} has no points`);
+  findings.points = charts;
+  const number = async (id) => Number(await page.textContent(`#${id}`));
+  findings.throughput = await number("stat-throughput");
+  findings.p99_ms = await number("stat-p99");
+  if (!(findings.p99_ms > 0)) fail(`p99 in the page is not a positive number: ${findings.p99_ms}`);
+  findings.strategy_before = await page.textContent("#cfg-strategy");
+
+  if (args.switch) {
+    const to = args.switch;
+    await page.click(`button.strategy[data-strategy="${to}"]`);
+    await page.waitForSelector("#reload-result.ok, #reload-result.bad", { timeout: 60_000 });
+    findings.reload = await page.textContent("#reload-result");
+    if (await page.$("#reload-result.bad")) fail(`the switch was refused: ${findings.reload}`);
+    // The configuration panel and /info follow, and the charts carry a mark for it.
+    await page.waitForFunction((s) => document.querySelector("#cfg-strategy")?.textContent === s,
+      to, { timeout: 10_000 }).catch(() => fail(`the config panel did not show ${to}`));
+    const info = await (await fetch(new URL("/info", origin))).json();
+    if (info.strategy !== to) fail(`/info says ${info.strategy} after switching to ${to}`);
+    findings.generation = info.generation;
+    findings.marks = await page.evaluate(() => window.concurLive.marks.length);
+    if (findings.marks < 1) fail("no reload mark on the charts");
+    // Data after the switch too, so the screenshot shows both sides of the mark.
+    const before = await page.evaluate(() => window.concurLive.times.length);
+    await page.waitForFunction((n) => window.concurLive.times.length >= Math.min(n + 4, 300), before,
+      { timeout: 15_000 }).catch(() => fail("the charts stopped after the switch"));
+    findings.strategy_after = await page.textContent("#cfg-strategy");
+  }
+  await page.screenshot({ path: join(args.out, "live-page.png"), fullPage: true });
+  if (findings.external.length) fail(`requests left the server: ${findings.external.join(", ")}`);
+  if (findings.errors.length) fail(`errors in the page: ${findings.errors.join(" | ")}`);
+  console.log(JSON.stringify(findings));
+} catch (e) {
+  console.error(`live page: ${e.message}\nfindings so far: ${JSON.stringify(findings)}`);
+  await page.screenshot({ path: join(args.out, "live-page-failed.png"), fullPage: true }).catch(() => {});
+  process.exitCode = 1;
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}

@@ -1,0 +1,151 @@
+//! The live page in a real browser: headless Debian chromium (driven by playwright-core from
+//! `tests/browser/`) opens `/` on the real binary while a bounded load runs, checks that the
+//! charts receive data and the page shows numbers, clicks a strategy switch, and sees `/info`
+//! and the page's configuration panel follow. The screenshot is kept in
+//! `target/artifacts/live-page.png`. `make test-setup` installs chromium and playwright-core.
+
+mod common;
+
+use bytes::Bytes;
+use common::{root, Binary};
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Closed-loop users of the background load, and the most requests it sends in all.
+const USERS: usize = 4;
+const MAX_REQUESTS: u64 = 20_000;
+
+/// Counts of the background load's answers.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Sends embeddings requests from `USERS` closed-loop users until `stop` (or the cap).
+fn background_load(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    tally: Arc<Tally>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let texts = [
+        "Where is my order?",
+        "How do I change the delivery address of an order I placed yesterday?",
+    ];
+    (0..USERS)
+        .map(|user| {
+            let (client, stop, tally) = (client.clone(), stop.clone(), tally.clone());
+            tokio::spawn(async move {
+                let mut i = user;
+                while !stop.load(Ordering::Relaxed)
+                    && tally.ok.load(Ordering::Relaxed) + tally.failed.load(Ordering::Relaxed)
+                        < MAX_REQUESTS
+                {
+                    let body = serde_json::json!({"input": texts[i % texts.len()]}).to_string();
+                    let req = Request::builder()
+                        .method(Method::POST)
+                        .uri(format!("http://{addr}/v1/embeddings"))
+                        .header("content-type", "application/json")
+                        .body(Full::new(Bytes::from(body)))
+                        .unwrap();
+                    let ok = match client.request(req).await {
+                        Ok(r) => r.status().is_success() && r.into_body().collect().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    let counter = if ok { &tally.ok } else { &tally.failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect()
+}
+
+async fn get_json(addr: SocketAddr, path: &str) -> Value {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = client
+        .request(
+            Request::get(format!("http://{addr}{path}"))
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .expect("GET");
+    serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).expect("JSON")
+}
+
+/// The browser tools `make test-setup` installs; a clear message when they are missing.
+fn browser_tools() -> std::path::PathBuf {
+    let dir = root().join("tests/browser");
+    assert!(
+        dir.join("node_modules/playwright-core").is_dir()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "chromium or playwright-core missing: run `make test-setup` (scripts/test-setup.sh)"
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_charts_the_load_and_switches_strategy() {
+    let browser = browser_tools();
+    let server = Binary::start(&["executor.strategy=\"workers\""]).await;
+    let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
+    let users = background_load(server.addr, stop.clone(), tally.clone());
+
+    let artifacts = root().join("target/artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let url = format!("http://{}/", server.addr);
+    let out = tokio::task::spawn_blocking({
+        let artifacts = artifacts.clone();
+        move || {
+            Command::new("node")
+                .current_dir(&browser)
+                .arg("live_page.mjs")
+                .args(["--url", &url, "--out"])
+                .arg(&artifacts)
+                .args(["--switch", "rayon"])
+                .output()
+                .expect("cannot run node")
+        }
+    })
+    .await
+    .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for u in users {
+        u.await.unwrap();
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the browser check failed:\n{stdout}\n{stderr}"
+    );
+    println!("{stdout}");
+
+    let findings: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(findings["strategy_before"], "workers");
+    assert_eq!(findings["strategy_after"], "rayon");
+    assert!(findings["throughput"].as_f64().unwrap() > 0.0, "{findings}");
+    assert_eq!(
+        findings["external"],
+        serde_json::json!([]),
+        "the page fetched from elsewhere"
+    );
+    // The server agrees, and switching under load lost no request.
+    let info = get_json(server.addr, "/info").await;
+    assert_eq!(info["strategy"], "rayon");
+    assert!(info["generation"].as_u64().unwrap() >= 1, "{info}");
+    let ok = tally.ok.load(Ordering::Relaxed);
+    assert!(ok > 0);
+    assert_eq!(tally.failed.load(Ordering::Relaxed), 0, "{ok} answered");
+    let png = std::fs::metadata(artifacts.join("live-page.png")).expect("screenshot");
+    assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
+}
