@@ -1,6 +1,7 @@
 //! HTTP: routing, authentication, per-request context, timing headers, request metrics.
-//! Handlers live in one file per API family; errors map to responses in [`error`]; the
-//! OpenAPI document is generated from the handlers' own types in [`openapi`].
+//! Handlers live in one file per API family (the live page and its feed in `live`); errors
+//! map to responses in [`error`]; the OpenAPI document is generated from the handlers' own
+//! types in [`openapi`].
 //!
 //! The request parsers are public (`parse_*`, [`deadline`], [`authorized`]) so that the
 //! fuzz targets in `fuzz/` drive exactly the code the server runs.
