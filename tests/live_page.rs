@@ -7,7 +7,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{root, Binary};
+use common::{root, Binary, TestServer};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
@@ -148,4 +148,74 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
     assert_eq!(tally.failed.load(Ordering::Relaxed), 0, "{ok} answered");
     let png = std::fs::metadata(artifacts.join("live-page.png")).expect("screenshot");
     assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
+}
+
+/// The page and its feed live where the metrics live: on the admin listener when there is
+/// one. The feed counts answered inference requests (not its own polls) and their latency.
+#[tokio::test]
+async fn the_feed_counts_what_was_served_beside_the_metrics() {
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    let server = TestServer::start_with(common::config(""), |s| s.admin_listener(admin)).await;
+    let get = |addr: SocketAddr, path: &str| {
+        let req = Request::get(format!("http://{addr}{path}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        server.send(req)
+    };
+    for path in ["/", "/live", "/live.json"] {
+        assert_eq!(
+            server.get(path).await.0,
+            404,
+            "{path} on the public listener"
+        );
+    }
+    let (status, headers, body) = get(admin_addr, "/").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("connect-src 'self'"), "{csp}");
+    assert!(String::from_utf8_lossy(&body).contains("new uPlot("));
+    assert_eq!(
+        get(admin_addr, "/live").await.1["content-type"],
+        "text/html; charset=utf-8"
+    );
+
+    let feed = |bytes: Bytes| serde_json::from_slice::<Value>(&bytes).expect("JSON feed");
+    let before = feed(get(admin_addr, "/live.json").await.2);
+    assert_eq!(
+        before["requests"]["ok"], 0,
+        "start-up work is not a request: {before}"
+    );
+    for text in ["Where is my order?", "How do I reset my password?", "Hello"] {
+        let (status, _, _) = server
+            .post("/v1/embeddings", &serde_json::json!({"input": text}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _, _) = server
+        .post("/v1/embeddings", &serde_json::json!({"input": 7}))
+        .await;
+    assert_eq!(status, 422);
+    let after = feed(get(admin_addr, "/live.json").await.2);
+    assert_eq!(after["requests"]["ok"], 3, "{after}");
+    assert_eq!(after["requests"]["client_errors"], 1, "{after}");
+    assert_eq!(
+        after["latency"]["count"], 3,
+        "only answered requests: {after}"
+    );
+    assert!(after["batch_size"]["count"].as_u64().unwrap() >= 1);
+    assert!(after["clock_seconds"].as_f64() > before["clock_seconds"].as_f64());
+    // Batches by width count start-up batches too: the page charts differences, as here.
+    let batches = |feed: &Value| -> u64 {
+        let widths = feed["batches_by_width"].as_object().unwrap();
+        widths.values().map(|n| n.as_u64().unwrap()).sum()
+    };
+    let sizes = |feed: &Value| feed["batch_size"]["count"].as_u64().unwrap();
+    assert_eq!(
+        batches(&after) - batches(&before),
+        sizes(&after) - sizes(&before),
+        "{after}"
+    );
+    server.stop().await;
 }

@@ -33,6 +33,14 @@ try {
   page.on("pageerror", (e) => findings.errors.push(String(e)));
 
   await page.goto(args.url);
+  // The page's quantile interpolates inside a bucket as Prometheus' histogram_quantile does.
+  const quantiles = await page.evaluate(() => {
+    const d = { count: 4, sum: 0, le: [1, 2, 4], cumulative: [1, 2, 4] };
+    const q = window.concurLive.quantile;
+    return [q(0.5, d), q(0.99, d), q(0.25, d), q(0.5, { ...d, count: 0 }),
+      q(0.99, { count: 10, sum: 0, le: [1, 2], cumulative: [5, 5] })];
+  });
+  if (JSON.stringify(quantiles) !== JSON.stringify([2, 3.96, 1, null, 2])) fail(`quantiles: ${quantiles}`);
   // Charts received data: points in every uPlot object, answered requests among them.
   await page.waitForFunction(() => {
     const live = window.concurLive;
