@@ -1,8 +1,9 @@
 //! The live page in a real browser: headless Debian chromium (driven by playwright-core from
 //! `tests/browser/`) opens `/` on the real binary while a bounded load runs, checks that the
 //! charts receive data and the page shows numbers, clicks a strategy switch, and sees `/info`
-//! and the page's configuration panel follow. The screenshot is kept in
-//! `target/artifacts/live-page.png`. `make test-setup` installs chromium and playwright-core.
+//! and the page's configuration panel follow (refused without the API key, applied with it).
+//! The screenshot is kept in `target/artifacts/live-page.png`. `make test-setup` installs
+//! chromium and playwright-core.
 
 mod common;
 
@@ -21,6 +22,8 @@ use std::sync::Arc;
 /// Closed-loop users of the background load, and the most requests it sends in all.
 const USERS: usize = 4;
 const MAX_REQUESTS: u64 = 20_000;
+/// The server's one API key: the load sends it, and the page must be given it to switch.
+const KEY: &str = "live-page-test-key-0123456789";
 
 /// Counts of the background load's answers.
 #[derive(Default)]
@@ -54,6 +57,7 @@ fn background_load(
                         .method(Method::POST)
                         .uri(format!("http://{addr}/v1/embeddings"))
                         .header("content-type", "application/json")
+                        .header("authorization", format!("Bearer {KEY}"))
                         .body(Full::new(Bytes::from(body)))
                         .unwrap();
                     let ok = match client.request(req).await {
@@ -96,7 +100,8 @@ fn browser_tools() -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_charts_the_load_and_switches_strategy() {
     let browser = browser_tools();
-    let server = Binary::start(&["executor.strategy=\"workers\""]).await;
+    let keys = format!("auth.api_keys=[\"{KEY}\"]");
+    let server = Binary::start(&["executor.strategy=\"workers\"", &keys]).await;
     let (stop, tally) = (Arc::new(AtomicBool::new(false)), Arc::new(Tally::default()));
     let users = background_load(server.addr, stop.clone(), tally.clone());
 
@@ -111,7 +116,7 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
                 .arg("live_page.mjs")
                 .args(["--url", &url, "--out"])
                 .arg(&artifacts)
-                .args(["--switch", "rayon"])
+                .args(["--switch", "rayon", "--key", KEY])
                 .output()
                 .expect("cannot run node")
         }
@@ -133,6 +138,11 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
     let findings: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(findings["strategy_before"], "workers");
     assert_eq!(findings["strategy_after"], "rayon");
+    let refused = findings["without_key"].as_str().unwrap_or_default();
+    assert!(
+        refused.contains("401"),
+        "the switch without the key: {refused}"
+    );
     assert!(findings["throughput"].as_f64().unwrap() > 0.0, "{findings}");
     assert_eq!(
         findings["external"],

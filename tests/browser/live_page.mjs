@@ -2,7 +2,9 @@
 // what a person would see: charts that receive data, numbers in the page, a strategy switch
 // that /info and the page's configuration panel follow, and a mark on the charts for it.
 // Run by tests/live_page.rs against the real server under load:
-//   node tests/browser/live_page.mjs --url http://127.0.0.1:PORT/ --out DIR [--switch rayon]
+//   node tests/browser/live_page.mjs --url http://127.0.0.1:PORT/ --out DIR [--switch rayon] [--key K]
+// With --key (the server has API keys), the switch is tried first without the key and must
+// be refused, then with the key typed into the page's field.
 // Prints one JSON line of findings on success; exits 1 with the reason otherwise.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -11,7 +13,9 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 
 const { values: args } = parseArgs({
-  options: { url: { type: "string" }, out: { type: "string" }, switch: { type: "string" } },
+  options: {
+    url: { type: "string" }, out: { type: "string" }, switch: { type: "string" }, key: { type: "string" },
+  },
 });
 const origin = new URL(args.url).origin;
 const profile = mkdtempSync(join(tmpdir(), "concur-chromium-"));
@@ -59,8 +63,20 @@ try {
 
   if (args.switch) {
     const to = args.switch;
-    await page.click(`button.strategy[data-strategy="${to}"]`);
-    await page.waitForSelector("#reload-result.ok, #reload-result.bad", { timeout: 60_000 });
+    const button = `button.strategy[data-strategy="${to}"]`;
+    const result = "#reload-result.ok, #reload-result.bad";
+    if (await page.isDisabled(button)) fail(`the switch is disabled: ${await page.textContent("#controls-hint")}`);
+    if (args.key) {
+      await page.click(button);
+      await page.waitForSelector(result, { timeout: 60_000 });
+      findings.without_key = await page.textContent("#reload-result");
+      if (!(await page.$("#reload-result.bad")) || !findings.without_key.includes("401")) {
+        fail(`a switch without the API key was not refused: ${findings.without_key}`);
+      }
+      await page.fill("#api-key", args.key);
+    }
+    await page.click(button);
+    await page.waitForSelector(result, { timeout: 60_000 });
     findings.reload = await page.textContent("#reload-result");
     if (await page.$("#reload-result.bad")) fail(`the switch was refused: ${findings.reload}`);
     // The configuration panel and /info follow, and the charts carry a mark for it.
