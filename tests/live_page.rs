@@ -138,6 +138,11 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
     let findings: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
     assert_eq!(findings["strategy_before"], "workers");
     assert_eq!(findings["strategy_after"], "rayon");
+    let page_load = findings["page_load"].as_str().unwrap_or_default();
+    assert!(
+        page_load.contains(" 0 failed"),
+        "the page's own load: {page_load}"
+    );
     let refused = findings["without_key"].as_str().unwrap_or_default();
     assert!(
         refused.contains("401"),

@@ -397,7 +397,8 @@
     } catch (e) { /* keep everything enabled and let the requests say why */ return; }
     if (!("/admin/reload" in paths)) {
       $("controls-hint").textContent = "This server has no live reload (POST /admin/reload).";
-      document.querySelectorAll("#controls button, #controls select, #controls input")
+      // The API key field stays: the built-in load uses it too.
+      document.querySelectorAll("#controls button, #controls select, #reload-form input")
         .forEach((el) => (el.disabled = true));
     }
     if (!("/v1/embeddings" in paths)) {

@@ -61,6 +61,17 @@ try {
   if (!(findings.p99_ms > 0)) fail(`p99 in the page is not a positive number: ${findings.p99_ms}`);
   findings.strategy_before = await page.textContent("#cfg-strategy");
 
+  // The built-in load button: a few requests from the page itself, every one answered.
+  if (args.key) await page.fill("#api-key", args.key);
+  await page.fill("#load-form input[name=requests]", "24");
+  await page.fill("#load-form input[name=concurrency]", "4");
+  await page.click("#load-run");
+  await page.waitForFunction(() => /^24\/24 done/.test(document.querySelector("#load-progress").textContent),
+    null, { timeout: 60_000 }).catch(() => fail("the built-in load did not finish 24 requests in 60 s"));
+  findings.page_load = await page.textContent("#load-progress");
+  if (!findings.page_load.includes(" 0 failed")) fail(`the built-in load failed: ${findings.page_load}`);
+  if (args.key) await page.fill("#api-key", "");
+
   if (args.switch) {
     const to = args.switch;
     const button = `button.strategy[data-strategy="${to}"]`;
