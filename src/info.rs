@@ -14,6 +14,8 @@ use utoipa::ToSchema;
 /// What is being served, and how.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Info {
+    /// The live configuration's generation: 1 at start, +1 per applied reload.
+    pub generation: u64,
     pub model: ModelInfo,
     /// The executor strategy (`inline`, `spawn_blocking`, `rayon`, `workers`, ...).
     pub strategy: String,
@@ -112,13 +114,14 @@ pub struct Versions {
     pub onnxruntime_library: Option<String>,
 }
 
-/// Builds the `/info` document once, at start.
+/// Builds the `/info` document, at start and at each reload.
 pub fn build(
     config: &Config,
     budget: &ThreadBudget,
     footprint: &Footprint,
     chat: Option<&ChatBot>,
     connections: &ConnectionLimits,
+    generation: u64,
 ) -> Value {
     let b = &config.batching;
     let server = &config.server;
@@ -126,6 +129,7 @@ pub fn build(
         .ok()
         .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
     let info = Info {
+        generation,
         model: ModelInfo {
             name: config.model.name.clone(),
             variant: text(&config.model.variant),

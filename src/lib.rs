@@ -19,8 +19,11 @@
 //!   the moment (`elastic`) or fixed.
 //! - [`engine`]: synchronous ONNX Runtime sessions, mean pooling, normalisation.
 //!
-//! Beside the path: [`config`] (TOML -> validated config), [`metrics`] (every Prometheus
-//! metric, and the live page's snapshot of them), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
+//! Beside the path: [`config`] (TOML -> validated config, and which keys may change live),
+//! [`reload`] (switching the config while serving: a new executor is built and warmed,
+//! swapped into the batcher between batches, the old one drained and joined),
+//! [`state`] (what handlers share: the live config and services, swapped whole),
+//! [`metrics`] (every Prometheus metric, and the live page's snapshot of them), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
 //! (the retrieval bot), [`server`] (lifecycle and shutdown), [`connections`] (accept
 //! loops, the connection cap and shedding idle connections at it; `idle` holds the
 //! per-connection timers), [`bench`] (raw engine ceiling).
@@ -39,6 +42,7 @@ mod info;
 pub mod lag;
 pub mod metrics;
 pub mod pipeline;
+pub mod reload;
 pub mod server;
 pub mod state;
 pub mod threads;

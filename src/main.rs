@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use concur::config::Config;
+use concur::config::{Config, ConfigSource};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -34,7 +34,7 @@ struct ConfigArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve HTTP until SIGTERM or SIGINT, then drain.
+    /// Serve HTTP until SIGTERM or SIGINT, then drain; SIGHUP reloads the configuration.
     Serve {
         #[command(flatten)]
         config: ConfigArgs,
@@ -70,6 +70,11 @@ enum Command {
 
 impl ConfigArgs {
     fn load(&self, listen: Option<&str>) -> Result<Config> {
+        Ok(self.source(listen).load()?)
+    }
+
+    /// The file and overrides, kept so the server can read them again on reload.
+    fn source(&self, listen: Option<&str>) -> ConfigSource {
         let mut overrides = self.set.clone();
         if let Some(s) = &self.strategy {
             overrides.push(format!("executor.strategy=\"{s}\""));
@@ -77,7 +82,7 @@ impl ConfigArgs {
         if let Some(l) = listen {
             overrides.push(format!("server.listen=\"{l}\""));
         }
-        Ok(Config::load_with_overrides(&self.config, &overrides)?)
+        ConfigSource::file(&self.config, overrides)
     }
 }
 
@@ -89,7 +94,10 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { config, listen } => serve(config.load(listen.as_deref())?),
+        Command::Serve { config, listen } => {
+            let source = config.source(listen.as_deref());
+            serve(source.load()?, source)
+        }
         Command::Bench {
             config,
             corpus,
@@ -110,7 +118,7 @@ fn main() -> Result<()> {
     }
 }
 
-fn serve(config: Config) -> Result<()> {
+fn serve(config: Config, source: ConfigSource) -> Result<()> {
     // Each connection holds a file descriptor: start with the most the system allows this
     // process (the default connection cap is derived from it).
     match concur::connections::limit::raise_open_file_limit() {
@@ -126,7 +134,9 @@ fn serve(config: Config) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        let mut server = concur::Server::new(config.clone(), listener);
+        let mut server = concur::Server::new(config.clone(), listener)
+            .config_source(source)
+            .reload_on_sighup();
         if let Some(admin) = config.server.admin_listen {
             let l = tokio::net::TcpListener::bind(admin)
                 .await

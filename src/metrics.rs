@@ -13,14 +13,16 @@ use prometheus::{
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 mod connections;
 mod cores;
+mod reload;
 mod snapshot;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use reload::{ReloadMetrics, ReloadOutcome};
 pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
 
 /// Why a request was turned away or dropped before it reached the engine.
@@ -146,6 +148,8 @@ impl Drop for StartupWork<'_> {
 /// All metrics of one server.
 pub struct Metrics {
     registry: Registry,
+    /// The live strategy, put on every series at scrape time (see [`reload`]).
+    strategy: RwLock<&'static str>,
     /// `process_*` (memory, CPU, open files), unprefixed as every exporter names them.
     process: Registry,
     /// Above 0 while start-up work runs; shared with every [`RequestHistogram`].
@@ -169,15 +173,13 @@ pub struct Metrics {
     pub event_loop_lag: Histogram,
     pub cores: CoreMetrics,
     pub connections: ConnectionMetrics,
+    pub reload: ReloadMetrics,
 }
 
 impl Metrics {
-    /// Creates and registers every metric, labelled with `strategy` and `model`.
-    pub fn new(strategy: &str, model: &str) -> Metrics {
-        let labels = HashMap::from([
-            ("strategy".to_string(), strategy.to_string()),
-            ("model".to_string(), model.to_string()),
-        ]);
+    /// Creates and registers every metric, labelled with `model` and the live `strategy`.
+    pub fn new(strategy: &'static str, model: &str) -> Metrics {
+        let labels = HashMap::from([("model".to_string(), model.to_string())]);
         let registry = Registry::new_custom(Some("concur".into()), Some(labels.clone()))
             .expect("valid registry");
         let process = Registry::new_custom(None, Some(labels)).expect("valid registry");
@@ -330,6 +332,8 @@ impl Metrics {
             ),
             cores: CoreMetrics::register(&registry),
             connections: ConnectionMetrics::register(&registry),
+            reload: ReloadMetrics::register(&registry),
+            strategy: RwLock::new(strategy),
             registry,
             process,
             startup,
@@ -370,6 +374,11 @@ impl Metrics {
             .set(1);
     }
 
+    /// The strategy label from now on (a reload switched strategy).
+    pub fn set_strategy(&self, strategy: &'static str) {
+        *self.strategy.write().unwrap_or_else(|p| p.into_inner()) = strategy;
+    }
+
     /// Counts a rejection.
     pub fn reject(&self, reason: RejectReason) {
         self.rejected.with_label_values(&[reason.as_str()]).inc();
@@ -380,6 +389,8 @@ impl Metrics {
         let mut buf = Vec::new();
         let mut families = self.registry.gather();
         families.extend(self.process.gather());
+        let strategy = *self.strategy.read().unwrap_or_else(|p| p.into_inner());
+        reload::label_strategy(&mut families, strategy);
         TextEncoder::new()
             .encode(&families, &mut buf)
             .expect("text encoding cannot fail");

@@ -66,6 +66,11 @@ impl Pipeline {
         }
     }
 
+    /// The batcher behind this pipeline (a reload swaps its executor).
+    pub fn batcher(&self) -> &BatcherHandle {
+        &self.batcher
+    }
+
     /// Embeds `texts`; the inputs leave the queue unanswered if `deadline` passes first.
     pub async fn embed(
         &self,

@@ -3,19 +3,23 @@
 //!
 //! Shutdown, in order: `/ready` turns 503; after `shutdown_grace` the listeners close;
 //! open connections finish their requests (up to `drain_timeout`); the batcher empties its
-//! queue; the executor joins its threads.
+//! queue; replaced executors finish; the live executor joins its threads.
+//!
+//! While serving, `SIGHUP` (when [`Server::reload_on_sighup`]) and `POST /admin/reload`
+//! switch the configuration live through the [`Reloader`].
 
 use crate::batcher;
 use crate::chat::ChatBot;
-use crate::config::Config;
+use crate::config::{Config, ConfigSource};
 use crate::connections::{ConnectionLimits, Connections};
-use crate::engine::{Engine, EngineError, EngineFactory, OnnxEngine, SharedWeights};
+use crate::engine::{onnx_factory, EngineError, EngineFactory};
 use crate::executor::Executor;
 use crate::http::Scope;
 use crate::info;
 use crate::lag;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::reload::{Reloader, Started};
 use crate::state::{AppState, Services};
 use crate::threads::ThreadBudget;
 use crate::tokenize::TextTokenizer;
@@ -43,6 +47,8 @@ pub struct Server {
     listener: TcpListener,
     admin: Option<TcpListener>,
     factory: Option<EngineFactory>,
+    source: Option<ConfigSource>,
+    sighup: bool,
 }
 
 impl Server {
@@ -52,7 +58,23 @@ impl Server {
             listener,
             admin: None,
             factory: None,
+            source: None,
+            sighup: false,
         }
+    }
+
+    /// Where the configuration came from, so a reload can read it again. Without it,
+    /// reloads are refused.
+    pub fn config_source(mut self, source: ConfigSource) -> Server {
+        self.source = Some(source);
+        self
+    }
+
+    /// Reloads the configuration on `SIGHUP` (the binary does; tests in one process must
+    /// not, since a signal reaches every server in it).
+    pub fn reload_on_sighup(mut self) -> Server {
+        self.sighup = true;
+        self
     }
 
     /// A second listener that serves only health, readiness, info and metrics.
@@ -90,12 +112,15 @@ impl Server {
         let loops = start_listeners(&connections, self.listener, self.admin, &stop_accepting);
         let tracker = TaskTracker::new();
         let stop_batcher = CancellationToken::new();
-        let factory = self.factory.unwrap_or_else(|| onnx_factory(&config));
+        let custom_factory = self.factory.clone();
+        let factory = self
+            .factory
+            .unwrap_or_else(|| onnx_factory(&config.model, &config.executor));
         let loaded = tokio::select! {
             r = load(&config, &metrics, factory, &tracker, &stop_batcher, &limits) => r,
             _ = shutdown.cancelled() => Err(ServeError::Cancelled),
         };
-        let (services, executor) = match loaded {
+        let (services, executor, budget) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => {
                 tracing::error!("startup failed: {e}");
@@ -104,7 +129,19 @@ impl Server {
                 return Err(e);
             }
         };
-        state.set_services(services);
+        let reloader = Arc::new(Reloader::new(Started {
+            source: self.source,
+            custom_factory,
+            connections: limits,
+            retiring: tracker.clone(),
+            executor,
+            budget,
+        }));
+        state.set_reloader(reloader.clone());
+        state.set_services(config, services);
+        if self.sighup {
+            tokio::spawn(reload_on_hangup(state.clone(), shutdown.clone()));
+        }
         tracing::info!(listen = ?listen, "ready");
         shutdown.cancelled().await;
         let drain = Drain {
@@ -114,7 +151,7 @@ impl Server {
             stop_accepting,
             stop_batcher,
             tracker,
-            executor,
+            reloader,
         };
         drain.run().await;
         stop_probe.cancel();
@@ -151,12 +188,13 @@ struct Drain {
     stop_accepting: CancellationToken,
     stop_batcher: CancellationToken,
     tracker: TaskTracker,
-    executor: Arc<Executor>,
+    reloader: Arc<Reloader>,
 }
 
 impl Drain {
     async fn run(self) {
-        let server = &self.state.config.server;
+        let config = self.state.config();
+        let server = &config.server;
         let deadline = Instant::now() + server.drain_timeout + server.shutdown_grace;
         tracing::info!("shutting down: not ready any more");
         self.state.start_draining();
@@ -172,7 +210,7 @@ impl Drain {
         if timeout_at(deadline, self.tracker.wait()).await.is_err() {
             tracing::warn!("the batch queue did not drain before the deadline");
         }
-        let executor = self.executor;
+        let executor = self.reloader.executor().await;
         let _ = tokio::task::spawn_blocking(move || executor.shutdown()).await;
     }
 }
@@ -192,12 +230,24 @@ async fn timeout_at<F: std::future::Future>(deadline: Instant, f: F) -> Result<F
         .map_err(|_| ())
 }
 
-fn onnx_factory(config: &Config) -> EngineFactory {
-    let (model, exec) = (config.model.clone(), config.executor.clone());
-    let shared = SharedWeights::new();
-    Arc::new(move |width| {
-        OnnxEngine::load(&model, &exec, width, &shared).map(|e| Box::new(e) as Box<dyn Engine>)
-    })
+/// Reloads the configuration on every `SIGHUP` until shutdown.
+async fn reload_on_hangup(state: Arc<AppState>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload with POST /admin/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            Some(()) = hangup.recv() => {}
+            () = shutdown.cancelled() => return,
+        }
+        tracing::info!("SIGHUP: reloading the configuration");
+        if let Some(reloader) = state.reloader() {
+            // The outcome is logged and counted by the reloader.
+            let _ = reloader.reload(&state, "", false).await;
+        }
+    }
 }
 
 /// Loads the tokenizer, the engines and the knowledge base; starts the batcher.
@@ -208,7 +258,7 @@ async fn load(
     tracker: &TaskTracker,
     stop_batcher: &CancellationToken,
     limits: &ConnectionLimits,
-) -> Result<(Services, Arc<Executor>), ServeError> {
+) -> Result<(Services, Arc<Executor>, ThreadBudget), ServeError> {
     let budget = ThreadBudget::compute(config);
     budget.log(config.executor.strategy);
     let tokenizer =
@@ -253,6 +303,7 @@ async fn load(
         executor.footprint(),
         chat.as_deref(),
         limits,
+        1,
     );
     Ok((
         Services {
@@ -261,5 +312,6 @@ async fn load(
             info,
         },
         executor,
+        budget,
     ))
 }

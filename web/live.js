@@ -283,7 +283,7 @@
       if (r.ok) {
         const changed = (body.changed || []).map((c) => `${c.key}: ${c.from} → ${c.to}`);
         setResult(changed.length
-          ? `generation ${body.generation}: ${changed.join(", ")} (${body.took_ms} ms)`
+          ? `generation ${body.generation}: ${changed.join(", ")} (${Math.round(body.took_ms)} ms)`
           : "nothing changed", true);
       } else {
         setResult(`refused (${r.status}): ${body.error ? body.error.message : r.statusText}`, false);

@@ -242,6 +242,20 @@ impl Client {
             .with_context(|| format!("GET {path} timed out"))?
     }
 
+    /// `POST path` with a text body, returning the status and body text.
+    pub async fn post(&self, path: &str, body: &str, timeout: Duration) -> Result<(u16, String)> {
+        let req = Request::post(self.uri(path)?).body(Full::new(Bytes::from(body.to_string())))?;
+        let exchange = async {
+            let resp = self.inner.request(req).await?;
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await?.to_bytes();
+            Ok::<_, anyhow::Error>((status, String::from_utf8_lossy(&body).into_owned()))
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .with_context(|| format!("POST {path} timed out"))?
+    }
+
     /// `GET path`, failing unless the status is 200.
     pub async fn get_ok(&self, path: &str, timeout: Duration) -> Result<String> {
         let (status, body) = self.get(path, timeout).await?;

@@ -8,6 +8,7 @@
 //! - [`client`]: the loopback-only HTTP client and endpoint mix.
 //! - [`run`]: one closed- or open-loop run against a base URL.
 //! - [`idle`]: idle keep-alive connections held open beside a run.
+//! - [`switch`]: live reconfiguration on a schedule during a run, reported by segment.
 //! - [`progress`]: the terminal progress bar.
 //! - [`prom`]: Prometheus text parsing and bucket quantiles.
 //! - [`breakdown`]: per-step server figures from two `/metrics` scrapes.
@@ -37,3 +38,4 @@ pub mod server;
 pub mod stats;
 pub mod svg;
 pub mod sweep;
+pub mod switch;

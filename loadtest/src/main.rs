@@ -12,6 +12,7 @@ use loadtest::peer::PeerSpec;
 use loadtest::run::{Load, RunOptions};
 use loadtest::schedule::Arrival;
 use loadtest::sweep::SweepOptions;
+use loadtest::switch::{Switch, SwitchPlan};
 
 #[derive(Parser)]
 #[command(version, about = "Load generator and strategy sweep for concur")]
@@ -103,6 +104,21 @@ struct RunArgs {
     /// The server's process id: report its memory before and with the idle connections.
     #[arg(long, requires = "idle_connections")]
     server_pid: Option<u32>,
+    /// Switch the server's configuration live every this many seconds (POST
+    /// /admin/reload), the first at the start of the measured window; the report
+    /// shows each segment. Needs --strategies or --switch.
+    #[arg(long)]
+    switch_every: Option<f64>,
+    /// Strategies to switch through in turn, e.g. inline,rayon,workers.
+    #[arg(long, value_delimiter = ',', requires = "switch_every")]
+    strategies: Vec<String>,
+    /// Any configuration to switch to, as reload TOML (repeatable), e.g.
+    /// 'model.variant = "int8"'; after the --strategies.
+    #[arg(long = "switch", requires = "switch_every")]
+    switches: Vec<String>,
+    /// Base URL of the listener serving /admin/reload (default: --url).
+    #[arg(long)]
+    admin_url: Option<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -223,6 +239,7 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
     opts.progress = !c.no_progress;
     opts.idle_connections = a.idle_connections;
     opts.server_pid = a.server_pid;
+    opts.switches = switch_plan(&a)?;
     let summary = loadtest::run::run(&opts).await?;
     let json = serde_json::to_string_pretty(&summary)?;
     match a.json.as_deref() {
@@ -234,6 +251,26 @@ async fn run_cmd(a: RunArgs) -> Result<()> {
         None => print!("{summary}"),
     }
     Ok(())
+}
+
+/// The live switches asked for on the command line, if any.
+fn switch_plan(a: &RunArgs) -> Result<Option<SwitchPlan>> {
+    let Some(every) = a.switch_every else {
+        return Ok(None);
+    };
+    let mut steps = Switch::strategies(&a.strategies);
+    steps.extend(a.switches.iter().map(|t| Switch {
+        label: t.clone(),
+        toml: t.clone(),
+    }));
+    if steps.is_empty() {
+        bail!("--switch-every needs --strategies or --switch");
+    }
+    Ok(Some(SwitchPlan {
+        admin_url: a.admin_url.clone().unwrap_or_else(|| a.url.clone()),
+        every: secs(every)?,
+        steps,
+    }))
 }
 
 /// Resolves on the first SIGINT or SIGTERM, naming it.

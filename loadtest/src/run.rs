@@ -17,6 +17,7 @@ use crate::idle::{Held, IdleReport};
 use crate::progress::Progress;
 use crate::schedule::{remaining_in, Arrival, Schedule};
 use crate::stats::{Recorder, Sample, Totals};
+use crate::switch::{SegmentSummary, SegmentTable, Segments, SwitchPlan};
 
 /// The load model.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,6 +73,8 @@ pub struct RunOptions {
     pub idle_connections: usize,
     /// The server's process id, to measure what the idle connections cost it in memory.
     pub server_pid: Option<u32>,
+    /// Reconfigure the server live on a schedule during the measured window.
+    pub switches: Option<SwitchPlan>,
 }
 
 impl RunOptions {
@@ -93,6 +96,7 @@ impl RunOptions {
             progress: false,
             idle_connections: 0,
             server_pid: None,
+            switches: None,
         }
     }
 }
@@ -124,6 +128,9 @@ pub struct RunSummary {
     /// The idle connections held during the run, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleReport>,
+    /// With live switches: the window split at each reload, one segment per config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<SegmentSummary>,
 }
 
 impl fmt::Display for RunSummary {
@@ -189,6 +196,10 @@ impl fmt::Display for RunSummary {
                     .map_or("?".into(), |b| format!("{:.2} KiB", b / 1024.0)),
             )?;
         }
+        if !self.segments.is_empty() {
+            writeln!(f, "segments (each starts when its reload finished):")?;
+            write!(f, "{}", SegmentTable(&self.segments))?;
+        }
         if t.by_endpoint.len() > 1 {
             for (name, l) in &t.by_endpoint {
                 writeln!(
@@ -207,6 +218,8 @@ struct Shared {
     client: Client,
     opts: RunOptions,
     recorder: Arc<Mutex<Recorder>>,
+    /// With live switches: every measured sample, split into segments at the end.
+    segments: Option<Arc<Segments>>,
     /// Measured requests started so far, checked against `max_requests`.
     started: AtomicU64,
     warm_end: Instant,
@@ -229,6 +242,9 @@ impl Shared {
     fn record(&self, s: &Sample) {
         if s.scheduled >= self.warm_end {
             self.recorder.lock().expect("recorder lock").record(s);
+            if let Some(seg) = &self.segments {
+                seg.record(s);
+            }
         }
     }
 }
@@ -249,10 +265,15 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
     };
     let start = Instant::now();
     let recorder = Arc::new(Mutex::new(Recorder::new(opts.late_threshold)));
+    let segments = opts
+        .switches
+        .as_ref()
+        .map(|_| Arc::new(Segments::default()));
     let shared = Arc::new(Shared {
         client,
         opts: opts.clone(),
         recorder: recorder.clone(),
+        segments: segments.clone(),
         started: AtomicU64::new(0),
         warm_end: start + opts.warmup,
         end: start + opts.warmup + opts.duration,
@@ -272,6 +293,14 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
         mix: opts.mix.to_string(),
         warmup_s: opts.warmup.as_secs_f64(),
         ..RunSummary::default()
+    };
+    let switcher = match (&opts.switches, &segments) {
+        (Some(plan), Some(seg)) => Some(tokio::spawn(seg.clone().drive(
+            plan.clone(),
+            shared.warm_end,
+            shared.end,
+        ))),
+        _ => None,
     };
     let scheduled = match opts.load {
         Load::Closed { users, think_time } => {
@@ -296,6 +325,11 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
     summary.window_s = window.as_secs_f64();
     summary.offered_rps = scheduled.map(|n| n as f64 / window.as_secs_f64().max(1e-9));
     summary.totals = recorder.lock().expect("recorder lock").totals(window);
+    if let (Some(task), Some(seg)) = (switcher, &segments) {
+        task.await??;
+        let window_end = shared.warm_end + window;
+        summary.segments = seg.summarise(shared.warm_end, window_end, opts.late_threshold);
+    }
     if let Some(held) = held {
         summary.idle = Some(held.finish().await);
     }

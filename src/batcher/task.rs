@@ -26,7 +26,16 @@ pub type SubmitError = AdmitError;
 pub struct BatcherHandle {
     /// Unbounded only in type: [`Admission`] caps what may be in it.
     tx: mpsc::UnboundedSender<Entry>,
+    control: mpsc::UnboundedSender<Swap>,
     admission: Admission,
+}
+
+/// A live reconfiguration: the executor and batching policy the batcher uses from now on.
+struct Swap {
+    executor: Arc<Executor>,
+    batching: BatchingConfig,
+    /// Gets the executor it replaced, whose batches in flight are still running there.
+    replaced: oneshot::Sender<Arc<Executor>>,
 }
 
 impl BatcherHandle {
@@ -54,6 +63,24 @@ impl BatcherHandle {
         }
         Ok(receivers)
     }
+
+    /// Switches the batcher to `executor` and `batching`, between two batches: inputs
+    /// queued now go to the new executor. Returns the old one (its batches in flight still
+    /// finish there) or None when the batcher has stopped.
+    pub async fn swap(
+        &self,
+        executor: Arc<Executor>,
+        batching: &BatchingConfig,
+    ) -> Option<Arc<Executor>> {
+        let (replaced, rx) = oneshot::channel();
+        let swap = Swap {
+            executor,
+            batching: batching.clone(),
+            replaced,
+        };
+        self.control.send(swap).ok()?;
+        rx.await.ok()
+    }
 }
 
 /// Starts the batcher task on `tracker`. After `stop` it accepts no new inputs, batches
@@ -66,6 +93,7 @@ pub fn spawn(
     stop: CancellationToken,
 ) -> BatcherHandle {
     let (tx, rx) = mpsc::unbounded_channel();
+    let (control, control_rx) = mpsc::unbounded_channel();
     let admission = Admission::new(config.queue_capacity, metrics.clone());
     let batcher = Batcher {
         policy: Policy::from_config(config),
@@ -74,8 +102,12 @@ pub fn spawn(
         metrics,
         admission: admission.clone(),
     };
-    tracker.spawn(batcher.run(rx, stop));
-    BatcherHandle { tx, admission }
+    tracker.spawn(batcher.run(rx, control_rx, stop));
+    BatcherHandle {
+        tx,
+        control,
+        admission,
+    }
 }
 
 struct Batcher {
@@ -87,7 +119,12 @@ struct Batcher {
 }
 
 impl Batcher {
-    async fn run(self, mut rx: mpsc::UnboundedReceiver<Entry>, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Entry>,
+        mut control: mpsc::UnboundedReceiver<Swap>,
+        stop: CancellationToken,
+    ) {
         let mut queue: Queue<Entry> = Queue::default();
         let mut cores: Option<Cores> = None;
         let mut open = true;
@@ -122,12 +159,25 @@ impl Batcher {
                 // for the engine instead of piling up, and the queue keeps inputs where
                 // length-aware grouping can still see them.
                 c = self.executor.reserve(), if cores.is_none() => cores = Some(c),
+                // A reload: cores held on the old executor go back to it unused.
+                Some(swap) = control.recv() => {
+                    cores = None;
+                    self.apply(swap);
+                }
                 // Shutdown: refuse new inputs; what was sent is still received, then None.
                 () = stop.cancelled(), if open && !rx.is_closed() => rx.close(),
                 // The oldest input has waited max_wait, or a deadline is due.
                 () = sleep_until(wake), if wake.is_some() => {}
             }
         }
+    }
+
+    fn apply(&mut self, swap: Swap) {
+        self.policy = Policy::from_config(&swap.batching);
+        self.max_wait = swap.batching.max_wait;
+        self.admission.resize(swap.batching.queue_capacity);
+        let old = std::mem::replace(&mut self.executor, swap.executor);
+        let _ = swap.replaced.send(old);
     }
 
     /// Whether to form a batch now rather than wait for company.

@@ -13,6 +13,7 @@ pub mod turns;
 use crate::config::ChatConfig;
 use crate::engine::pooling::normalize;
 use crate::pipeline::Pipeline;
+use arc_swap::ArcSwap;
 use decide::{Decision, Reason, Scores, Settings};
 use kb::{Entry, KnowledgeBase};
 use keywords::KeywordIndex;
@@ -29,8 +30,27 @@ pub struct ChatBot {
     targets: Vec<(usize, Vec<f32>)>,
     keywords: KeywordIndex,
     names: Names,
+    /// The `[chat]` numbers and fallback text: a reload changes them in place, keeping the
+    /// embedded knowledge base.
+    tuning: ArcSwap<Tuning>,
+}
+
+struct Tuning {
     settings: Settings,
     fallback: String,
+}
+
+impl Tuning {
+    fn of(config: &ChatConfig) -> Tuning {
+        Tuning {
+            settings: Settings {
+                threshold: config.threshold,
+                keyword_weight: config.keyword_weight,
+                out_of_scope_margin: config.out_of_scope_margin,
+            },
+            fallback: config.fallback.clone(),
+        }
+    }
 }
 
 /// What the bot needs to reply to a conversation.
@@ -87,12 +107,7 @@ impl ChatBot {
             targets: owners.into_iter().zip(vectors).collect(),
             keywords,
             names,
-            settings: Settings {
-                threshold: config.threshold,
-                keyword_weight: config.keyword_weight,
-                out_of_scope_margin: config.out_of_scope_margin,
-            },
-            fallback: config.fallback.clone(),
+            tuning: ArcSwap::from_pointee(Tuning::of(config)),
             kb,
         })
     }
@@ -105,8 +120,13 @@ impl ChatBot {
         self.kb.entries.is_empty()
     }
 
-    pub fn fallback(&self) -> &str {
-        &self.fallback
+    pub fn fallback(&self) -> String {
+        self.tuning.load().fallback.clone()
+    }
+
+    /// Takes the threshold, weights and fallback of `config` from now on (a reload).
+    pub fn retune(&self, config: &ChatConfig) {
+        self.tuning.store(std::sync::Arc::new(Tuning::of(config)));
     }
 
     pub fn entry(&self, index: usize) -> &Entry {
@@ -139,10 +159,11 @@ impl ChatBot {
 
     /// Decides a question from its text and its embedding.
     pub fn answer(&self, text: &str, vector: &[f32]) -> Reply {
-        let scores = self.scores(text, vector);
+        let tuning = self.tuning.load();
+        let scores = self.scores(text, vector, tuning.settings.keyword_weight);
         let found = self.names.find(text);
         let accepts = |i: usize| self.kb.entries[i].accepts.as_slice();
-        match decide::decide(&scores, &found, accepts, &self.settings) {
+        match decide::decide(&scores, &found, accepts, &tuning.settings) {
             Decision::Answer { entry, score } => Reply {
                 content: self.entry(entry).answer.clone(),
                 decision: "answer",
@@ -151,7 +172,7 @@ impl ChatBot {
                 reason: None,
             },
             Decision::Fallback { reason, best } => Reply {
-                content: self.fallback.clone(),
+                content: tuning.fallback.clone(),
                 decision: "fallback",
                 entry: best.map(|b| b.0),
                 score: best.map(|b| b.1),
@@ -165,7 +186,7 @@ impl ChatBot {
     }
 
     /// Every entry's and group's score: best cosine over its targets plus weighted BM25.
-    fn scores(&self, text: &str, vector: &[f32]) -> Scores {
+    fn scores(&self, text: &str, vector: &[f32], keyword_weight: f32) -> Scores {
         let mut query = vector.to_vec();
         normalize(&mut query);
         let owners = self.kb.entries.len() + self.kb.out_of_scope.len();
@@ -175,12 +196,7 @@ impl ChatBot {
             cosine[*owner] = cosine[*owner].max(dot);
         }
         let keywords = self.keywords.scores(text);
-        Scores::combine(
-            &cosine,
-            &keywords,
-            self.kb.entries.len(),
-            self.settings.keyword_weight,
-        )
+        Scores::combine(&cosine, &keywords, self.kb.entries.len(), keyword_weight)
     }
 }
 

@@ -2,8 +2,13 @@
 //! validated sub-structs build components. Every default lives here and is documented in
 //! `config/default.toml`.
 
+mod live;
 mod raw;
+mod source;
 mod validate;
+
+pub use live::{changes, Change, LIVE_KEYS};
+pub use source::{merge_toml, parse_overrides, ConfigSource};
 
 use raw::RawConfig;
 use serde::Serialize;
@@ -263,28 +268,7 @@ impl Config {
     /// Reads `path`, applies `KEY=VALUE` overrides (the value in TOML syntax; a bare word is
     /// taken as a string), then validates: overrides get the same checks as the file.
     pub fn load_with_overrides(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let parse_err = |message: String| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        };
-        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| parse_err(e.to_string()))?;
-        for o in overrides {
-            let (key, value) = o
-                .split_once('=')
-                .ok_or_else(|| parse_err(format!("override `{o}` is not KEY=VALUE")))?;
-            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-                .map(|mut t| t.remove("v").expect("just parsed"))
-                .unwrap_or_else(|_| toml::Value::String(value.to_string()));
-            validate::set_key(&mut doc, key.trim(), value).map_err(parse_err)?;
-        }
-        let raw: RawConfig = doc
-            .try_into()
-            .map_err(|e: toml::de::Error| parse_err(e.to_string()))?;
-        Config::from_raw(raw)
+        ConfigSource::file(path, overrides.to_vec()).load()
     }
 
     /// Parses and validates TOML text.
@@ -296,7 +280,7 @@ impl Config {
         Config::from_raw(raw)
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    pub(crate) fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let server = validate::server(raw.server)?;
         let model = validate::model(raw.model)?;
         let executor = validate::executor(raw.executor)?;

@@ -34,7 +34,7 @@ impl Connections {
             per_client: limits.max_per_client,
         };
         let registry = Registry::new(caps, state.metrics.connections.clone());
-        let builder = http_builder(&state.config.server);
+        let builder = http_builder(&state.config().server);
         Arc::new(Connections {
             state,
             registry,
@@ -117,7 +117,8 @@ impl Connections {
                 }
             })
         };
-        let server = &self.state.config.server;
+        let config = self.state.config();
+        let server = &config.server;
         let conn = self.builder.serve_connection(TokioIo::new(io), service);
         let mut conn = std::pin::pin!(conn);
         tokio::select! {

@@ -69,3 +69,16 @@ pub trait Engine: Send {
 /// Builds engines for forward passes on `width` cores (the argument): at start, and again
 /// to replace one that panicked.
 pub type EngineFactory = Arc<dyn Fn(usize) -> Result<Box<dyn Engine>, EngineError> + Send + Sync>;
+
+/// Builds ONNX Runtime sessions of the model and executor settings of a configuration,
+/// sharing pre-packed weights between the sessions it builds.
+pub fn onnx_factory(
+    model: &crate::config::ModelConfig,
+    exec: &crate::config::ExecutorConfig,
+) -> EngineFactory {
+    let (model, exec) = (model.clone(), exec.clone());
+    let shared = SharedWeights::new();
+    Arc::new(move |width| {
+        OnnxEngine::load(&model, &exec, width, &shared).map(|e| Box::new(e) as Box<dyn Engine>)
+    })
+}

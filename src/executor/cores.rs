@@ -30,6 +30,7 @@ pub(super) struct CoreBudget {
     /// batcher's first core is awaited, extra cores are only ever taken when idle
     /// (`try_acquire`), so widening never makes a batch wait.
     permits: Arc<Semaphore>,
+    total: usize,
     /// Cores a batch needs at least (fixed: intra_op_threads; elastic: 1).
     unit: usize,
     /// Live [`Cores`]: batches running, plus the one the batcher is forming. An atomic
@@ -42,6 +43,7 @@ impl CoreBudget {
         metrics.cores.budget.set(total as i64);
         CoreBudget {
             permits: Arc::new(Semaphore::new(total)),
+            total,
             unit,
             batches: Arc::new(AtomicUsize::new(0)),
         }
@@ -60,6 +62,16 @@ impl CoreBudget {
             permit,
             batches: self.batches.clone(),
         }
+    }
+
+    /// Waits until no batch holds cores: every batch dispatched has finished.
+    pub async fn idle(&self) {
+        let all = self
+            .permits
+            .acquire_many(self.total as u32)
+            .await
+            .expect("the core semaphore is never closed");
+        drop(all);
     }
 
     /// Batches holding cores now: those running and the one being formed.

@@ -43,6 +43,7 @@ pub(crate) trait Dispatch: Send + Sync {
 /// The configured strategy, its sessions, and the core budget that caps batches in flight.
 pub struct Executor {
     dispatch: Box<dyn Dispatch>,
+    pool: Arc<SessionPool>,
     budget: CoreBudget,
     /// Only the batcher task widens, so the lock is never contended; a std mutex because
     /// it is never held across an `.await`.
@@ -70,13 +71,14 @@ impl Executor {
         // Threads that may call the engine at once: one per batch the budget admits.
         let threads = ladder.max_concurrent();
         let dispatch: Box<dyn Dispatch> = match config.strategy {
-            Strategy::Inline => Box::new(inline::Inline::new(pool)),
-            Strategy::SpawnBlocking => Box::new(spawn_blocking::SpawnBlocking::new(pool)),
-            Strategy::Rayon => Box::new(rayon_pool::RayonPool::new(pool, threads)?),
-            Strategy::Workers => Box::new(workers::Workers::new(pool, threads)?),
+            Strategy::Inline => Box::new(inline::Inline::new(pool.clone())),
+            Strategy::SpawnBlocking => Box::new(spawn_blocking::SpawnBlocking::new(pool.clone())),
+            Strategy::Rayon => Box::new(rayon_pool::RayonPool::new(pool.clone(), threads)?),
+            Strategy::Workers => Box::new(workers::Workers::new(pool.clone(), threads)?),
         };
         Ok(Executor {
             dispatch,
+            pool,
             budget: CoreBudget::new(ladder.cores, ladder.narrowest(), &metrics),
             demand: Mutex::new(Demand::new()),
             ladder,
@@ -115,6 +117,18 @@ impl Executor {
         self.metrics.inflight_batches.inc();
         job.cores = Some(cores);
         self.dispatch.dispatch(job);
+    }
+
+    /// Runs a short input through every session. Blocking: a reload calls it off the
+    /// runtime, before the executor takes traffic.
+    pub fn warm(&self) -> Result<(), EngineError> {
+        self.pool.warm()
+    }
+
+    /// Waits until every batch dispatched here has finished (a replaced executor's last
+    /// batches, before it is shut down).
+    pub async fn idle(&self) {
+        self.budget.idle().await
     }
 
     /// Stops the strategy's own threads, waiting for them. Blocking: call off the runtime.

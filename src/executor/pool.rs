@@ -3,7 +3,7 @@
 
 use super::job::{Context, Job};
 use super::width::Ladder;
-use crate::engine::{Engine, EngineError};
+use crate::engine::{Batch, Engine, EngineError};
 use serde::Serialize;
 use std::sync::Mutex;
 
@@ -60,6 +60,22 @@ impl SessionPool {
 
     pub fn footprint(&self) -> &Footprint {
         &self.footprint
+    }
+
+    /// Runs one short input through every session, here: the first forward pass of a
+    /// session allocates its buffers, which a reload must not leave to a live request.
+    pub fn warm(&self) -> Result<(), EngineError> {
+        // [CLS] hello [SEP]
+        let batch = Batch {
+            rows: vec![vec![101, 7592, 102]],
+        };
+        for rung in &self.rungs {
+            let mut idle = rung.idle.lock().unwrap_or_else(|p| p.into_inner());
+            for engine in idle.iter_mut() {
+                engine.embed(&batch)?;
+            }
+        }
+        Ok(())
     }
 
     /// The nice value for threads that run this pool's jobs.

@@ -14,6 +14,11 @@ use serde_json::Value;
 /// reading or as soon as the count passes the limit (never buffered whole).
 pub async fn read_json(req: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
     check_content_type(req.headers())?;
+    parse_json(&read_limited(req, limit).await?)
+}
+
+/// Reads at most `limit` bytes of any content type: 413 past the limit, as for JSON.
+pub async fn read_limited(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -22,7 +27,7 @@ pub async fn read_json(req: Request<Incoming>, limit: usize) -> Result<Value, Ap
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit));
     }
-    let bytes: Bytes = Limited::new(req.into_body(), limit)
+    let bytes = Limited::new(req.into_body(), limit)
         .collect()
         .await
         .map_err(|e| {
@@ -35,7 +40,7 @@ pub async fn read_json(req: Request<Incoming>, limit: usize) -> Result<Value, Ap
             }
         })?
         .to_bytes();
-    parse_json(&bytes)
+    Ok(bytes)
 }
 
 /// The body as JSON; anything else is 400.

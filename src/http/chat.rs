@@ -115,7 +115,7 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
     let reply = Reply {
         id: next_id(),
         created: now_secs(),
-        model: ctx.state.config.model.name.clone(),
+        model: ctx.config.model.name.clone(),
     };
     if req.stream {
         let usage = req.include_usage.then_some(usage);

@@ -171,7 +171,7 @@ pub async fn openai(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body>, Ap
     let body = EmbeddingsResponse {
         object: ListObject::List,
         data,
-        model: ctx.state.config.model.name.clone(),
+        model: ctx.config.model.name.clone(),
         usage: EmbeddingsUsage {
             prompt_tokens: tokens,
             total_tokens: tokens,

@@ -50,6 +50,14 @@ pub enum ErrorCode {
     Draining,
     /// 503: the deadline passed while the request was queued.
     DeadlineExceeded,
+    /// 400 (reload): the TOML is malformed, has an unknown key, or an invalid value.
+    InvalidConfig,
+    /// 400 (reload): a key that can change only with a restart.
+    NotLive,
+    /// 409 (reload): the server was started without a configuration source.
+    ReloadUnavailable,
+    /// 500 (reload): the new configuration is valid but its executor could not start.
+    ReloadFailed,
 }
 
 /// The body of every error response.
@@ -238,6 +246,40 @@ impl ApiError {
             );
         }
         response
+    }
+}
+
+impl From<crate::reload::ReloadError> for ApiError {
+    fn from(e: crate::reload::ReloadError) -> Self {
+        use crate::reload::ReloadError as R;
+        let message = e.to_string();
+        let client = |code, param: Option<String>| {
+            let mut e = Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                code,
+                message.clone(),
+            );
+            e.param = param;
+            e
+        };
+        match e {
+            R::Invalid { key, .. } => client(ErrorCode::InvalidConfig, key),
+            R::NotLive { key } => client(ErrorCode::NotLive, Some(key)),
+            R::NoSource => Self::new(
+                StatusCode::CONFLICT,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ReloadUnavailable,
+                message,
+            ),
+            R::Failed(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorType::ServerError,
+                ErrorCode::ReloadFailed,
+                message,
+            ),
+            R::ShuttingDown => ApiError::unavailable(ErrorCode::Draining, message),
+        }
     }
 }
 

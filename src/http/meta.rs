@@ -100,7 +100,7 @@ pub fn models(state: &AppState) -> Response<Body> {
     let list = ModelList {
         object: ListObject::List,
         data: vec![Model {
-            id: state.config.model.name.clone(),
+            id: state.config().model.name.clone(),
             object: ModelObject::Model,
             created: 0,
             owned_by: "sentence-transformers".into(),
@@ -126,5 +126,5 @@ pub fn metrics(state: &AppState) -> Response<Body> {
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 pub fn openapi(state: &AppState, scope: Scope) -> Response<Body> {
-    json_response(StatusCode::OK, &openapi::document(&state.config, scope))
+    json_response(StatusCode::OK, &openapi::document(&state.config(), scope))
 }

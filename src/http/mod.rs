@@ -6,6 +6,7 @@
 //! The request parsers are public (`parse_*`, [`deadline`], [`authorized`]) so that the
 //! fuzz targets in `fuzz/` drive exactly the code the server runs.
 
+mod admin;
 mod body;
 mod chat;
 mod chat_types;
@@ -22,7 +23,7 @@ pub use chat_types::ChatCompletionRequest;
 pub use embeddings::{parse_openai, parse_tei, EmbedRequest, EmbeddingsRequest, ValidEmbed};
 pub use input::{Input, InputLimits, Served};
 
-use crate::config::LimitsConfig;
+use crate::config::{Config, LimitsConfig};
 use crate::metrics::{Metrics, Outcome, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
@@ -50,10 +51,10 @@ pub const DEADLINE_HEADER: &str = "x-deadline-ms";
 pub enum Scope {
     /// Every route.
     All,
-    /// The public listener when an admin listener exists: everything but `/metrics` and
-    /// the live page with its feed.
+    /// The public listener when an admin listener exists: everything but `/metrics`,
+    /// `/admin/reload`, and the live page with its feed.
     Public,
-    /// The admin listener: health, readiness, info, metrics and the live page only.
+    /// The admin listener: health, readiness, info, metrics, reload and the live page only.
     Admin,
 }
 
@@ -68,13 +69,14 @@ enum Route {
     Models,
     Metrics,
     OpenApi,
+    Reload,
     LivePage,
     LiveJson,
     NotFound,
 }
 
 /// Every route the server answers: the router and the OpenAPI test both read this table.
-const ROUTES: [(&str, Route); 12] = [
+const ROUTES: [(&str, Route); 13] = [
     ("/v1/embeddings", Route::Embeddings),
     ("/embed", Route::Embed),
     ("/v1/chat/completions", Route::Chat),
@@ -84,6 +86,7 @@ const ROUTES: [(&str, Route); 12] = [
     ("/v1/models", Route::Models),
     ("/metrics", Route::Metrics),
     ("/openapi.json", Route::OpenApi),
+    ("/admin/reload", Route::Reload),
     ("/", Route::LivePage),
     ("/live", Route::LivePage),
     ("/live.json", Route::LiveJson),
@@ -118,6 +121,7 @@ impl Route {
             Route::Models => "models",
             Route::Metrics => "metrics",
             Route::OpenApi => "openapi",
+            Route::Reload => "reload",
             Route::LivePage => "live_page",
             Route::LiveJson => "live",
             Route::NotFound => "not_found",
@@ -126,20 +130,23 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Route::Embeddings | Route::Embed | Route::Chat => Method::POST,
+            Route::Embeddings | Route::Embed | Route::Chat | Route::Reload => Method::POST,
             _ => Method::GET,
         }
     }
 
     fn is_inference(self) -> bool {
-        self.method() == Method::POST
+        matches!(self, Route::Embeddings | Route::Embed | Route::Chat)
     }
 
     fn in_scope(self, scope: Scope) -> bool {
         match scope {
             Scope::All => true,
-            // What watches the server goes where its metrics are.
-            Scope::Public => !matches!(self, Route::Metrics | Route::LivePage | Route::LiveJson),
+            // Reload and what watches the server go where its metrics are.
+            Scope::Public => !matches!(
+                self,
+                Route::Metrics | Route::Reload | Route::LivePage | Route::LiveJson
+            ),
             Scope::Admin => matches!(
                 self,
                 Route::Health
@@ -147,6 +154,7 @@ impl Route {
                     | Route::Info
                     | Route::Metrics
                     | Route::OpenApi
+                    | Route::Reload
                     | Route::LivePage
                     | Route::LiveJson
             ),
@@ -158,6 +166,8 @@ impl Route {
 /// timings that become response headers.
 pub struct Ctx<'a> {
     pub state: &'a AppState,
+    /// The live configuration when the request arrived, kept to its end.
+    pub config: Arc<Config>,
     deadline: Instant,
     timings: Option<Timings>,
 }
@@ -165,9 +175,9 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     /// What the request parsers need to know about this server.
     pub fn served(&self) -> Served<'_> {
-        let limits = &self.state.config.limits;
+        let limits = &self.config.limits;
         Served {
-            model: &self.state.config.model.name,
+            model: &self.config.model.name,
             limits: InputLimits {
                 max_inputs: limits.max_inputs,
                 max_chars: limits.max_input_chars,
@@ -258,17 +268,20 @@ async fn route_request(
         Route::Models => return Ok(meta::models(state)),
         Route::Metrics => return Ok(meta::metrics(state)),
         Route::OpenApi => return Ok(meta::openapi(state, scope)),
+        Route::Reload => return admin::reload(state, req).await,
         Route::LivePage => return Ok(live::page()),
         Route::LiveJson => return Ok(live::snapshot(state)),
         _ => {}
     }
-    if !authorized(req.headers(), &state.config.auth.api_keys) {
+    let config = state.config();
+    if !authorized(req.headers(), &config.auth.api_keys) {
         return Err(ApiError::unauthorized());
     }
-    let deadline = started + deadline(req.headers(), &state.config.limits)?;
-    let body = body::read_json(req, state.config.limits.max_body_bytes).await?;
+    let deadline = started + deadline(req.headers(), &config.limits)?;
+    let body = body::read_json(req, config.limits.max_body_bytes).await?;
     let mut ctx = Ctx {
         state,
+        config,
         deadline,
         timings: None,
     };

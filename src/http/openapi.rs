@@ -9,7 +9,7 @@
 use super::embeddings::{self, ListObject};
 use super::error::ErrorResponse;
 use super::input::{Input, InputLimits};
-use super::{chat, live, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
+use super::{admin, chat, live, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
 use crate::config::Config;
 use hyper::Method;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
@@ -42,6 +42,7 @@ const BEARER: &str = "bearer";
         meta::info,
         meta::metrics,
         meta::openapi,
+        admin::reload,
         live::page,
         live::snapshot
     ),

@@ -302,13 +302,20 @@ impl Binary {
     /// Starts `concur serve --config config/default.toml` with `--set` overrides and waits
     /// until it is ready.
     pub async fn start(overrides: &[&str]) -> Binary {
+        Self::start_config(&root().join("config/default.toml"), overrides).await
+    }
+
+    /// Starts `concur serve --config <config>` with `--set` overrides and waits until ready.
+    pub async fn start_config(config: &std::path::Path, overrides: &[&str]) -> Binary {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_concur"));
         cmd.current_dir(root())
-            .args(["serve", "--config", "config/default.toml"])
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
             .args(["--listen", &addr.to_string()]);
         for o in overrides {
             cmd.args(["--set", o]);
@@ -332,6 +339,20 @@ impl Binary {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("concur at {addr} did not become ready in 60 s");
+    }
+}
+
+impl Binary {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The server process's resident set size, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid())).unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        // SAFETY: sysconf has no preconditions.
+        pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
     }
 }
 
