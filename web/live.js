@@ -271,12 +271,12 @@
     p.className = ok === undefined ? "" : ok ? "ok" : "bad";
   }
 
-  async function reload(toml) {
+  async function reload(toml, query = "") {
     const buttons = document.querySelectorAll("#controls button");
     buttons.forEach((b) => (b.disabled = true));
     setResult("switching…");
     try {
-      const r = await fetch("/admin/reload", {
+      const r = await fetch(`/admin/reload${query}`, {
         method: "POST", headers: authHeaders({ "content-type": "application/toml" }), body: toml,
       });
       const body = await r.json().catch(() => ({}));
@@ -319,6 +319,7 @@
       b.addEventListener("click", () => reload(`executor.strategy = ${JSON.stringify(s)}`));
       $("strategy-buttons").appendChild(b);
     }
+    $("reset").addEventListener("click", () => reload("", "?reset"));
     $("reload-form").addEventListener("submit", (e) => {
       e.preventDefault();
       if (!info) return;
