@@ -1,76 +1,14 @@
 // The live page: polls /live.json and /info once a second, turns two cumulative snapshots
-// into rates and quantiles, charts them with uPlot, and switches the live configuration
-// through POST /admin/reload. Served inline by src/http/live.rs; talks to this server only.
-"use strict";
+// into rates and quantiles (live-figures.js), charts them with uPlot, and switches the live
+// configuration through POST /admin/reload. Served inline by src/http/live.rs, after uPlot
+// and live-figures.js in the same script; talks to this server only.
 (() => {
+  "use strict";
+
   const POLL_MS = 1000;
   const WINDOW = 300; // points kept per chart: five minutes at one a second
   const $ = (id) => document.getElementById(id);
   const STRATEGIES = document.body.dataset.strategies.split(" ").filter(Boolean);
-
-  // ---- Figures from two cumulative snapshots ----------------------------------------------
-
-  // The difference of two cumulative histograms (same bounds).
-  function histDelta(prev, cur) {
-    return {
-      count: cur.count - prev.count,
-      sum: cur.sum - prev.sum,
-      le: cur.le,
-      cumulative: cur.cumulative.map((c, i) => c - (prev.cumulative[i] || 0)),
-    };
-  }
-
-  // The q-quantile of a histogram delta, interpolated inside its bucket as Prometheus'
-  // histogram_quantile does; null when nothing was observed.
-  function quantile(q, d) {
-    if (d.count <= 0) return null;
-    const rank = q * d.count;
-    for (let i = 0; i < d.le.length; i++) {
-      if (d.cumulative[i] >= rank) {
-        const lower = i === 0 ? 0 : d.le[i - 1];
-        const below = i === 0 ? 0 : d.cumulative[i - 1];
-        const inBucket = d.cumulative[i] - below;
-        return inBucket > 0 ? lower + ((d.le[i] - lower) * (rank - below)) / inBucket : d.le[i];
-      }
-    }
-    return d.le[d.le.length - 1]; // above every bound: the highest one, as Prometheus says
-  }
-
-  const mean = (d) => (d.count > 0 ? d.sum / d.count : null);
-  const ms = (s) => (s === null ? null : s * 1e3);
-
-  // Mean width of the batches run between two snapshots, from the per-width counters.
-  function meanWidth(prev, cur) {
-    let n = 0, cores = 0;
-    for (const [w, c] of Object.entries(cur)) {
-      const dn = c - (prev[w] || 0);
-      n += dn;
-      cores += dn * Number(w);
-    }
-    return n > 0 ? cores / n : null;
-  }
-
-  // One point per chart series, in the order of CHARTS below.
-  function figures(prev, cur) {
-    const dt = cur.clock_seconds - prev.clock_seconds;
-    const rate = (f) => (f(cur) - f(prev)) / dt;
-    const r = (s) => s.requests;
-    const lat = histDelta(prev.latency, cur.latency);
-    const wait = histDelta(prev.queue_wait, cur.queue_wait);
-    const lag = histDelta(prev.event_loop_lag, cur.event_loop_lag);
-    const pad = mean(histDelta(prev.padding_ratio, cur.padding_ratio));
-    const g = cur.gauges;
-    return {
-      throughput: [rate((s) => r(s).ok), rate((s) => r(s).rejected),
-        rate((s) => r(s).client_errors + r(s).server_errors)],
-      latency: [ms(quantile(0.5, lat)), ms(quantile(0.99, lat)), ms(quantile(0.99, wait))],
-      queue: [g.queue_depth, g.busy_workers, g.cores_busy],
-      batch: [mean(histDelta(prev.batch_size, cur.batch_size)),
-        meanWidth(prev.batches_by_width, cur.batches_by_width)],
-      padding: [pad === null ? null : pad * 100],
-      lag: [ms(quantile(0.99, lag)), ms(quantile(0.5, lag))],
-    };
-  }
 
   // ---- Charts -------------------------------------------------------------------------------
 
@@ -247,7 +185,7 @@
       const [snap, next] = await Promise.all([getJSON("/live.json"), getJSON("/info").catch(() => null)]);
       if (next) showInfo(next);
       if (prev && snap.clock_seconds > prev.clock_seconds) {
-        const fig = figures(prev, snap);
+        const fig = liveFigures.figures(prev, snap);
         push(Date.now() / 1e3, fig);
         showStats(fig);
       }
@@ -416,5 +354,5 @@
   poll();
   setInterval(poll, POLL_MS);
   // For the browser test and the curious: the chart objects and what the page knows.
-  window.concurLive = { charts, marks, values, times, get info() { return info; }, quantile };
+  window.concurLive = { charts, marks, values, times, get info() { return info; }, quantile: liveFigures.quantile };
 })();

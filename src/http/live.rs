@@ -1,8 +1,8 @@
 //! The live page (`GET /` and `GET /live`) and its feed (`GET /live.json`).
 //!
 //! The page is one HTML document with everything inlined: uPlot (vendored from npm under
-//! `web/vendor/`, see `scripts/vendor-web.sh`) and the page's own script and styles from
-//! `web/`, all embedded at build time. One response, nothing else to fetch: it works offline,
+//! `web/vendor/`, see `scripts/vendor-web.sh`) and the page's own script (`live-figures.js`,
+//! the arithmetic; `live.js`, the rest) and styles from `web/`, all embedded at build time. One response, nothing else to fetch: it works offline,
 //! and its Content-Security-Policy lets it talk to this server only (`connect-src 'self'`),
 //! running no script but its own (named by hash).
 
@@ -18,6 +18,7 @@ use std::sync::LazyLock;
 
 const TEMPLATE: &str = include_str!("../../web/live.html");
 const PAGE_CSS: &str = include_str!("../../web/live.css");
+const FIGURES_JS: &str = include_str!("../../web/live-figures.js");
 const PAGE_JS: &str = include_str!("../../web/live.js");
 const UPLOT_CSS: &str = include_str!("../../web/vendor/uPlot.min.css");
 const UPLOT_JS: &str = include_str!("../../web/vendor/uPlot.iife.min.js");
@@ -29,7 +30,7 @@ struct Page {
 }
 
 static PAGE: LazyLock<Page> = LazyLock::new(|| {
-    let script = format!("{UPLOT_JS}\n{PAGE_JS}");
+    let script = format!("{UPLOT_JS}\n{FIGURES_JS}\n{PAGE_JS}");
     let style = format!("{UPLOT_CSS}\n{PAGE_CSS}");
     // The strategy buttons: every strategy this build knows.
     let strategies: Vec<&str> = Strategy::ALL.iter().map(|s| s.as_str()).collect();
