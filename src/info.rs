@@ -2,7 +2,7 @@
 //! document describes exactly what is sent.
 
 use crate::chat::ChatBot;
-use crate::config::{Config, Parallelism};
+use crate::config::{Config, Parallelism, Strategy};
 use crate::connections::ConnectionLimits;
 use crate::engine::resolve_ort_library;
 use crate::executor::Footprint;
@@ -58,6 +58,11 @@ pub struct ParallelismInfo {
     pub model_copies: usize,
     pub model_file_bytes: Option<u64>,
     pub sessions_rss_bytes: u64,
+    /// `processes` only: `{"parent_rss_bytes", "children_rss_bytes": [...]}` once the
+    /// children had loaded their sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub processes: Option<crate::executor::ProcessFootprint>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -149,6 +154,7 @@ pub fn build(
                 .map(|m| m.len())
                 .ok(),
             sessions_rss_bytes: footprint.sessions_rss_bytes,
+            processes: footprint.processes.clone(),
         },
         batching: BatchingInfo {
             max_batch_size: b.max_batch_size,
@@ -212,6 +218,18 @@ fn executor_settings(config: &Config) -> Value {
         for key in unused {
             map.remove(*key);
         }
+        // Only `processes` uses its settings; shown with the timeout in milliseconds.
+        let p = &config.executor.processes;
+        match config.executor.strategy {
+            Strategy::Processes => map.insert(
+                "processes".into(),
+                json!({
+                    "worker_exe": p.worker_exe,
+                    "batch_timeout_ms": p.batch_timeout.as_millis() as u64,
+                }),
+            ),
+            _ => map.remove("processes"),
+        };
     }
     settings
 }

@@ -1,5 +1,8 @@
-//! The `concur` command: `serve`, `bench`, `check-config`, `openapi`. Thin: everything else is the
+//! The `concur` command: `serve`, `bench`, `check-config`, `reload`, `openapi` (and the
+//! hidden `__worker`, a child of the `processes` strategy). Thin: everything else is the
 //! library, so tests drive the same code.
+
+mod reload_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -61,10 +64,23 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Ask a running server to reload its configuration (POST /admin/reload), optionally
+    /// with TOML overrides, and print what changed.
+    Reload(reload_cmd::ReloadArgs),
     /// Print the OpenAPI document a server with this configuration serves at /openapi.json.
     Openapi {
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// A child of the `processes` strategy, started by the server; not for people.
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// The child's end of the socket to the server.
+        #[arg(long)]
+        fd: i32,
+        /// The server's process id; the child exits if its parent is not that process.
+        #[arg(long)]
+        parent: u32,
     },
 }
 
@@ -108,6 +124,10 @@ fn main() -> Result<()> {
             let c = config.load(None)?;
             println!("{c:#?}");
             Ok(())
+        }
+        Command::Reload(args) => reload_cmd::run(args),
+        Command::Worker { fd, parent } => {
+            std::process::exit(concur::executor::worker_main(fd, parent))
         }
         Command::Openapi { config } => {
             let doc =

@@ -18,10 +18,12 @@ use std::time::Instant;
 
 mod connections;
 mod cores;
+mod processes;
 mod reload;
 mod snapshot;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use processes::ProcessMetrics;
 pub use reload::{ReloadMetrics, ReloadOutcome};
 pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
 
@@ -174,6 +176,7 @@ pub struct Metrics {
     pub cores: CoreMetrics,
     pub connections: ConnectionMetrics,
     pub reload: ReloadMetrics,
+    pub processes: ProcessMetrics,
 }
 
 impl Metrics {
@@ -324,7 +327,7 @@ impl Metrics {
             ),
             worker_restarts: counter(
                 "worker_restarts_total",
-                "Engine sessions rebuilt after a panic.",
+                "Engine sessions rebuilt after a panic, and worker processes respawned after they died.",
             ),
             event_loop_lag: secs(
                 "event_loop_lag_seconds",
@@ -334,6 +337,7 @@ impl Metrics {
             connections: ConnectionMetrics::register(&registry),
             reload: ReloadMetrics::register(&registry),
             strategy: RwLock::new(strategy),
+            processes: ProcessMetrics::register(&registry),
             registry,
             process,
             startup,

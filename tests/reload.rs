@@ -129,8 +129,9 @@ async fn switching_everything_under_load_drops_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_before = server.rss_bytes();
     // Every strategy, both parallelism modes, fp32 -> int8 -> fp32, back to the start.
-    let steps: [(&str, f32); 9] = [
+    let steps: [(&str, f32); 10] = [
         ("executor.strategy = \"inline\"", 0.9999),
+        ("executor.strategy = \"processes\"", 0.9999),
         ("executor.strategy = \"spawn_blocking\"", 0.9999),
         ("executor.strategy = \"rayon\"", 0.9999),
         (
@@ -313,6 +314,31 @@ async fn concurrent_reloads_are_serialised_and_accumulate() {
     assert_eq!(status, 200);
     assert_eq!(body["generation"], 4);
     assert!(body["changed"].as_array().unwrap().is_empty());
+    // The CLI: a reset goes back to the file; a refused reload fails the command.
+    let cli = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_concur"))
+                .arg("reload")
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = cli(vec!["--addr".into(), addr.to_string(), "--reset".into()])
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["generation"], 5, "{printed}");
+    assert_eq!(info(&c, addr).await["strategy"], "workers");
+    let bad = vec![
+        "--addr".into(),
+        addr.to_string(),
+        "server.listen = \"127.0.0.1:1\"".into(),
+    ];
+    let out = cli(bad).await.unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not_live"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,7 +362,7 @@ async fn sighup_rereads_the_file() {
     assert_eq!(info(&c, addr).await["strategy"], "workers");
     std::fs::write(&file, with_dir("spawn_blocking")).unwrap();
     // SAFETY: kill only sends a signal to our own child.
-    unsafe { libc::kill(server.pid(), libc::SIGHUP) };
+    unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
     let mut live = Value::Null;
     for _ in 0..200 {
         live = info(&c, addr).await;

@@ -1,5 +1,6 @@
-//! Every strategy, under both parallelism modes, serves the golden vectors, and many
-//! concurrent clients of mixed lengths each get exactly the vectors they get alone.
+//! Every strategy (`processes` included: children of the real binary), under both
+//! parallelism modes, serves the golden vectors, and many concurrent clients of mixed
+//! lengths each get exactly the vectors they get alone.
 
 mod common;
 
@@ -21,6 +22,15 @@ async fn check_strategy(preset: &str, parallelism: &str) {
     } else {
         text
     };
+    // A `processes` server inside the test process would start the test binary as its
+    // children: point it at the real one (the other strategies ignore the key).
+    let text = text.replace(
+        "[executor]\n",
+        &format!(
+            "[executor]\nworker_exe = {:?}\n",
+            env!("CARGO_BIN_EXE_concur")
+        ),
+    );
     // The preset, plus a batching window so concurrent clients share batches.
     let extra = format!("{text}\n[limits]\ndefault_deadline_ms = 60000\n");
     let extra = extra.replace("max_wait_ms = 0", "max_wait_ms = 5");
@@ -115,4 +125,14 @@ async fn workers_elastic_serves_golden_vectors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_fixed_serves_golden_vectors() {
     check_strategy("workers", "fixed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_elastic_serves_golden_vectors() {
+    check_strategy("processes", "elastic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_fixed_serves_golden_vectors() {
+    check_strategy("processes", "fixed").await;
 }

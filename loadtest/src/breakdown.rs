@@ -29,6 +29,10 @@ pub mod names {
     pub const REQUESTS: &str = "concur_requests_total";
     /// Rejections by reason.
     pub const REJECTED: &str = "concur_rejected_requests_total";
+    /// `processes` only: per batch, the round trip to a child minus its forward pass.
+    pub const IPC_SECONDS: &str = "concur_ipc_seconds";
+    /// `processes` only: per batch, bytes to a child and back (label `direction`).
+    pub const IPC_BYTES: &str = "concur_ipc_bytes";
 }
 
 /// Per-step server figures; `None` where the metric is missing or saw no
@@ -65,6 +69,18 @@ pub struct Breakdown {
     pub event_loop_lag_p99_ms: Option<f64>,
     /// Upper bound of the highest event-loop lag bucket hit.
     pub event_loop_lag_max_ms: Option<f64>,
+    /// `processes` only: what feeding a child cost per batch, mean (µs).
+    #[serde(default)]
+    pub ipc_mean_us: Option<f64>,
+    /// `processes` only: the same, p99 (bucket estimate, µs).
+    #[serde(default)]
+    pub ipc_p99_us: Option<f64>,
+    /// `processes` only: mean bytes per batch sent to the child (token ids).
+    #[serde(default)]
+    pub ipc_bytes_to_child_mean: Option<f64>,
+    /// `processes` only: mean bytes per batch read back (vectors).
+    #[serde(default)]
+    pub ipc_bytes_from_child_mean: Option<f64>,
 }
 
 fn delta(before: &Scrape, after: &Scrape, name: &str) -> Option<Hist> {
@@ -117,6 +133,18 @@ pub fn breakdown(before: &Scrape, after: &Scrape) -> Breakdown {
     let queue = h(names::QUEUE_WAIT);
     let inference = h(names::INFERENCE);
     let lag = h(names::EVENT_LOOP_LAG);
+    let ipc = h(names::IPC_SECONDS);
+    let us = |x: Option<f64>| x.filter(|v| v.is_finite()).map(|v| v * 1e6);
+    let bytes = |direction| {
+        let d = after
+            .hist(names::IPC_BYTES, &[("direction", direction)])?
+            .delta(
+                before
+                    .hist(names::IPC_BYTES, &[("direction", direction)])
+                    .as_ref(),
+            );
+        (d.count > 0.0).then(|| d.mean()).flatten()
+    };
     Breakdown {
         requests_by_status: counter_delta(before, after, names::REQUESTS, "status"),
         rejections: counter_delta(before, after, names::REJECTED, "reason"),
@@ -133,6 +161,10 @@ pub fn breakdown(before: &Scrape, after: &Scrape) -> Breakdown {
         padding_ratio_mean: h(names::PADDING_RATIO).and_then(|d| d.mean()),
         event_loop_lag_p99_ms: ms(lag.as_ref().and_then(|d| d.quantile(0.99))),
         event_loop_lag_max_ms: ms(lag.as_ref().and_then(Hist::max_bound)),
+        ipc_mean_us: us(ipc.as_ref().and_then(Hist::mean)),
+        ipc_p99_us: us(ipc.as_ref().and_then(|d| d.quantile(0.99))),
+        ipc_bytes_to_child_mean: bytes("to_child"),
+        ipc_bytes_from_child_mean: bytes("from_child"),
     }
 }
 
@@ -178,5 +210,32 @@ mod tests {
         assert_eq!(b.queue_wait_mean_ms, None);
         // The load tester's own scrapes are not counted as load.
         assert_eq!(b.requests_by_status["200"], 9.0);
+        assert_eq!((b.ipc_mean_us, b.ipc_bytes_to_child_mean), (None, None));
+    }
+
+    #[test]
+    fn ipc_per_batch_of_the_processes_strategy() {
+        let scrape = |n: f64, secs: f64, to: f64, from: f64| {
+            Scrape::parse(&format!(
+                "concur_ipc_seconds_bucket{{le=\"0.0001\"}} {n}\nconcur_ipc_seconds_bucket{{le=\"+Inf\"}} {n}\n\
+                 concur_ipc_seconds_sum {secs}\nconcur_ipc_seconds_count {n}\n\
+                 concur_ipc_bytes_bucket{{direction=\"to_child\",le=\"+Inf\"}} {n}\n\
+                 concur_ipc_bytes_sum{{direction=\"to_child\"}} {to}\nconcur_ipc_bytes_count{{direction=\"to_child\"}} {n}\n\
+                 concur_ipc_bytes_bucket{{direction=\"from_child\",le=\"+Inf\"}} {n}\n\
+                 concur_ipc_bytes_sum{{direction=\"from_child\"}} {from}\nconcur_ipc_bytes_count{{direction=\"from_child\"}} {n}\n"
+            ))
+            .unwrap()
+        };
+        let b = breakdown(
+            &scrape(2.0, 0.0001, 200.0, 6000.0),
+            &scrape(6.0, 0.0003, 1000.0, 30000.0),
+        );
+        assert!(
+            (b.ipc_mean_us.unwrap() - 50.0).abs() < 1e-6,
+            "{:?}",
+            b.ipc_mean_us
+        );
+        assert_eq!(b.ipc_bytes_to_child_mean, Some(200.0));
+        assert_eq!(b.ipc_bytes_from_child_mean, Some(6000.0));
     }
 }

@@ -1,6 +1,7 @@
 //! The sweep report: `report.md` with the comparison table, SVG charts,
 //! and `results.json` with every figure for machines.
 
+mod ipc;
 mod light;
 
 use std::fmt::Write;
@@ -350,6 +351,9 @@ pub fn markdown(r: &SweepReport) -> String {
     }
     summary_table(&mut o, r);
     if let Some(section) = light::section(r) {
+        let _ = writeln!(o, "\n{section}");
+    }
+    if let Some(section) = ipc::section(r) {
         let _ = writeln!(o, "\n{section}");
     }
     let _ = writeln!(o, "\n![latency vs throughput](latency_vs_throughput.svg)\n");

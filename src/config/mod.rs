@@ -49,10 +49,23 @@ pub enum Strategy {
     Rayon,
     /// N named OS threads, each owning one session, fed by a bounded channel.
     Workers,
+    /// Child processes of the same binary, each loading its own sessions, fed batches over
+    /// a Unix socket: a crash in native code takes down one child, not the server.
+    Processes,
 }
 
 impl Strategy {
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
+        Strategy::Inline,
+        Strategy::SpawnBlocking,
+        Strategy::Rayon,
+        Strategy::Workers,
+        Strategy::Processes,
+    ];
+
+    /// The strategies that run engines from the [`EngineFactory`](crate::engine::EngineFactory)
+    /// in this process (`processes` loads the model in its children instead).
+    pub const IN_PROCESS: [Strategy; 4] = [
         Strategy::Inline,
         Strategy::SpawnBlocking,
         Strategy::Rayon,
@@ -65,6 +78,7 @@ impl Strategy {
             Strategy::SpawnBlocking => "spawn_blocking",
             Strategy::Rayon => "rayon",
             Strategy::Workers => "workers",
+            Strategy::Processes => "processes",
         }
     }
 
@@ -75,7 +89,9 @@ impl Strategy {
             .ok_or_else(|| {
                 invalid(
                     "executor.strategy",
-                    format!("`{s}` is not one of inline, spawn_blocking, rayon, workers"),
+                    format!(
+                        "`{s}` is not one of inline, spawn_blocking, rayon, workers, processes"
+                    ),
                 )
             })
     }
@@ -179,6 +195,22 @@ pub struct ExecutorConfig {
     pub inference_nice: i32,
     /// tokio worker threads; None means tokio's default (one per available CPU).
     pub tokio_worker_threads: Option<usize>,
+    /// Settings of the `processes` strategy (ignored by the others).
+    pub processes: ProcessesConfig,
+}
+
+/// The `processes` strategy: how its children start and how long a batch may take.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessesConfig {
+    /// The executable started as `EXE __worker ...`; None = this process's own executable.
+    pub worker_exe: Option<PathBuf>,
+    /// A child that has not answered a batch within this time is killed (and the batch
+    /// retried once on another child).
+    pub batch_timeout: Duration,
+    /// The model the children load: a copy of `[model]`, set when the config is validated,
+    /// so the executor needs no other section.
+    #[serde(skip)]
+    pub model: Option<ModelConfig>,
 }
 
 /// How queued items are grouped into batches.
@@ -283,7 +315,8 @@ impl Config {
     pub(crate) fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
         let server = validate::server(raw.server)?;
         let model = validate::model(raw.model)?;
-        let executor = validate::executor(raw.executor)?;
+        let mut executor = validate::executor(raw.executor)?;
+        executor.processes.model = Some(model.clone());
         let batching = validate::batching(raw.batching, model.max_seq_length)?;
         let limits = validate::limits(raw.limits, &batching)?;
         let chat = validate::chat(raw.chat)?;

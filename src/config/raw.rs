@@ -70,6 +70,8 @@ pub struct RawExecutor {
     pub intra_op_spinning: Option<bool>,
     pub inference_nice: Option<i32>,
     pub tokio_worker_threads: Option<usize>,
+    pub worker_exe: Option<PathBuf>,
+    pub batch_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -221,6 +221,16 @@ pub(super) fn executor(r: raw::RawExecutor) -> Result<ExecutorConfig, ConfigErro
             19,
         )?,
         tokio_worker_threads,
+        processes: ProcessesConfig {
+            worker_exe: r.worker_exe.filter(|p| !p.as_os_str().is_empty()),
+            batch_timeout: millis(
+                "executor.batch_timeout_ms",
+                r.batch_timeout_ms.unwrap_or(10_000),
+                100,
+                600_000,
+            )?,
+            model: None,
+        },
     })
 }
 

@@ -8,7 +8,9 @@ pub mod pooling;
 mod runtime;
 
 pub use onnx::{OnnxEngine, SharedWeights};
-pub use runtime::{onnxruntime_version, ort_environment, resolve_ort_library};
+pub use runtime::{
+    note_onnxruntime_version, onnxruntime_version, ort_environment, resolve_ort_library,
+};
 
 use std::sync::Arc;
 

@@ -84,6 +84,12 @@ pub fn onnxruntime_version() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// Records the release of a library loaded by another process (a child of the
+/// `processes` strategy) when this one never loads it; the first value set stays.
+pub fn note_onnxruntime_version(version: &str) {
+    let _ = LIBRARY_VERSION.set(version.to_string());
+}
+
 /// Asks the library ort loaded for its release. ort keeps `GetVersionString` to itself (its
 /// build-info string names no release), so this looks up the C API's entry point in the
 /// library already in the process.

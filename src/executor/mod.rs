@@ -15,6 +15,7 @@ mod cores;
 mod inline;
 mod job;
 mod pool;
+mod processes;
 mod rayon_pool;
 mod spawn_blocking;
 pub mod width;
@@ -23,6 +24,7 @@ mod workers;
 pub use cores::Cores;
 pub use job::{Done, Job};
 pub use pool::Footprint;
+pub use processes::{worker_main, ProcessFootprint};
 
 use crate::config::{ExecutorConfig, Strategy};
 use crate::engine::{EngineError, EngineFactory};
@@ -40,10 +42,24 @@ pub(crate) trait Dispatch: Send + Sync {
     fn shutdown(&self) {}
 }
 
+/// A started strategy, what loading its sessions cost, and the sessions when they live in
+/// this process.
+type Started = (Box<dyn Dispatch>, Footprint, Option<Arc<SessionPool>>);
+
+/// A strategy that runs its jobs on `pool`, and what loading the pool cost.
+fn in_process<D: Dispatch + 'static>(
+    pool: Arc<SessionPool>,
+    start: impl FnOnce(Arc<SessionPool>) -> Result<D, EngineError>,
+) -> Result<Started, EngineError> {
+    let footprint = pool.footprint().clone();
+    Ok((Box::new(start(pool.clone())?), footprint, Some(pool)))
+}
+
 /// The configured strategy, its sessions, and the core budget that caps batches in flight.
 pub struct Executor {
     dispatch: Box<dyn Dispatch>,
-    pool: Arc<SessionPool>,
+    /// The sessions, when they live in this process (not under `processes`).
+    pool: Option<Arc<SessionPool>>,
     budget: CoreBudget,
     /// Only the batcher task widens, so the lock is never contended; a std mutex because
     /// it is never held across an `.await`.
@@ -66,15 +82,21 @@ impl Executor {
             metrics: metrics.clone(),
             nice: config.inference_nice,
         };
-        let pool = Arc::new(SessionPool::new(&ladder, ctx)?);
-        let footprint = pool.footprint().clone();
         // Threads that may call the engine at once: one per batch the budget admits.
         let threads = ladder.max_concurrent();
-        let dispatch: Box<dyn Dispatch> = match config.strategy {
-            Strategy::Inline => Box::new(inline::Inline::new(pool.clone())),
-            Strategy::SpawnBlocking => Box::new(spawn_blocking::SpawnBlocking::new(pool.clone())),
-            Strategy::Rayon => Box::new(rayon_pool::RayonPool::new(pool.clone(), threads)?),
-            Strategy::Workers => Box::new(workers::Workers::new(pool.clone(), threads)?),
+        // The sessions of this process; `processes` loads them in its children instead.
+        let pool = || SessionPool::new(&ladder, ctx.clone()).map(Arc::new);
+        let (dispatch, footprint, pool): Started = match config.strategy {
+            Strategy::Inline => in_process(pool()?, |p| Ok(inline::Inline::new(p)))?,
+            Strategy::SpawnBlocking => {
+                in_process(pool()?, |p| Ok(spawn_blocking::SpawnBlocking::new(p)))?
+            }
+            Strategy::Rayon => in_process(pool()?, |p| rayon_pool::RayonPool::new(p, threads))?,
+            Strategy::Workers => in_process(pool()?, |p| workers::Workers::new(p, threads))?,
+            Strategy::Processes => {
+                let (p, footprint) = processes::Processes::start(config, &ladder, ctx.clone())?;
+                (Box::new(p), footprint, None)
+            }
         };
         Ok(Executor {
             dispatch,
@@ -119,10 +141,11 @@ impl Executor {
         self.dispatch.dispatch(job);
     }
 
-    /// Runs a short input through every session. Blocking: a reload calls it off the
-    /// runtime, before the executor takes traffic.
+    /// Runs a short input through every session of this process. Blocking: a reload
+    /// calls it off the runtime, before the executor takes traffic. (`processes` children
+    /// load their sessions before they report ready.)
     pub fn warm(&self) -> Result<(), EngineError> {
-        self.pool.warm()
+        self.pool.as_ref().map_or(Ok(()), |p| p.warm())
     }
 
     /// Waits until every batch dispatched here has finished (a replaced executor's last

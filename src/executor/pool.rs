@@ -15,6 +15,9 @@ pub struct Footprint {
     /// Resident memory the process gained while loading them (pre-packed weights are
     /// shared, so copies after the first cost far less than the first).
     pub sessions_rss_bytes: u64,
+    /// `processes` only: the server's and each child's resident memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes: Option<super::processes::ProcessFootprint>,
 }
 
 struct Rung {
@@ -50,6 +53,7 @@ impl SessionPool {
         let footprint = Footprint {
             model_copies: ladder.copies(),
             sessions_rss_bytes: resident_bytes().saturating_sub(before),
+            processes: None,
         };
         Ok(SessionPool {
             rungs,
@@ -114,8 +118,13 @@ impl SessionPool {
 }
 
 /// The process's resident set size, from /proc/self/statm (0 where unavailable).
-fn resident_bytes() -> u64 {
-    let pages = std::fs::read_to_string("/proc/self/statm")
+pub(super) fn resident_bytes() -> u64 {
+    resident_bytes_of("self")
+}
+
+/// The resident set size of process `pid` ("self" or a number), 0 where unavailable.
+pub(super) fn resident_bytes_of(pid: &str) -> u64 {
+    let pages = std::fs::read_to_string(format!("/proc/{pid}/statm"))
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .unwrap_or(0);

@@ -58,6 +58,8 @@ pub enum ErrorCode {
     ReloadUnavailable,
     /// 500 (reload): the new configuration is valid but its executor could not start.
     ReloadFailed,
+    /// 503 from `/ready` only: worker processes (`processes` strategy) keep crashing.
+    WorkersCrashing,
 }
 
 /// The body of every error response.

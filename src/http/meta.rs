@@ -56,11 +56,12 @@ pub fn health() -> Response<Body> {
     json_response(StatusCode::OK, &ok)
 }
 
-/// Readiness: the model is loaded and the server is not draining.
+/// Readiness: the model is loaded, the server is not draining, and no worker process
+/// (`processes` strategy) is crash-looping.
 #[utoipa::path(get, path = "/ready", tag = "operations", operation_id = "ready",
     responses(
         (status = 200, description = "Ready for inference", body = Status),
-        (status = 503, description = "Loading or draining", body = super::error::ErrorResponse,
+        (status = 503, description = "Loading, draining, or worker processes crash-looping", body = super::error::ErrorResponse,
             headers(("retry-after" = String, description = "Seconds: always 1"))),
     ))]
 pub fn ready(state: &AppState) -> Response<Body> {
@@ -71,6 +72,11 @@ pub fn ready(state: &AppState) -> Response<Body> {
     if state.services().is_none() {
         return ApiError::unavailable(ErrorCode::Loading, "the model is still loading")
             .into_response();
+    }
+    let crashing = state.metrics.processes.crash_looping.get();
+    if crashing > 0 {
+        let message = format!("{crashing} worker process(es) keep crashing and are backing off");
+        return ApiError::unavailable(ErrorCode::WorkersCrashing, message).into_response();
     }
     let ready = Status {
         status: StatusValue::Ready,

@@ -343,8 +343,8 @@ impl Binary {
 }
 
 impl Binary {
-    pub fn pid(&self) -> i32 {
-        self.child.id() as i32
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The server process's resident set size, from /proc.
@@ -354,6 +354,40 @@ impl Binary {
         // SAFETY: sysconf has no preconditions.
         pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
     }
+
+    /// Waits up to `limit` for the server to exit (after a signal the test sent).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+/// The live child processes of `pid` (every thread's), from /proc.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return children;
+    };
+    for task in tasks.flatten() {
+        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        children.extend(
+            list.split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+    }
+    children.sort_unstable();
+    children
+}
+
+/// Whether `pid` is still a process (not yet reaped; a zombie counts).
+pub fn process_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 impl Drop for Binary {
