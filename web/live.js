@@ -7,6 +7,7 @@
 
   const POLL_MS = 1000;
   const WINDOW = 300; // points kept per chart: five minutes at one a second
+  const MIN_INTERVAL_S = 0.5; // shortest interval a chart point may cover
   const $ = (id) => document.getElementById(id);
   const STRATEGIES = document.body.dataset.strategies.split(" ").filter(Boolean);
 
@@ -184,7 +185,12 @@
     try {
       const [snap, next] = await Promise.all([getJSON("/live.json"), getJSON("/info").catch(() => null)]);
       if (next) showInfo(next);
-      if (prev && snap.clock_seconds > prev.clock_seconds) {
+      const dt = prev ? snap.clock_seconds - prev.clock_seconds : 0;
+      if (prev && dt < 0) prev = null; // the server restarted: start over
+      // An extra poll right after a reload refreshes the configuration only: a point from
+      // a few milliseconds of traffic would be noise.
+      if (prev && dt < MIN_INTERVAL_S) return setStatus("live", true);
+      if (prev) {
         const fig = liveFigures.figures(prev, snap);
         push(Date.now() / 1e3, fig);
         showStats(fig);
