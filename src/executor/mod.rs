@@ -15,7 +15,8 @@ mod cores;
 mod inline;
 mod job;
 mod pool;
-mod processes;
+#[doc(hidden)]
+pub mod processes;
 mod rayon_pool;
 mod spawn_blocking;
 pub mod width;

@@ -11,7 +11,9 @@
 //! - [`child`]: the child's own main loop.
 
 mod child;
-mod ipc;
+/// The wire format; public for `examples/ipc.rs`, which measures its cost alone.
+#[doc(hidden)]
+pub mod ipc;
 mod slot;
 mod spawn;
 
