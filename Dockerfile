@@ -31,6 +31,8 @@ RUN mkdir -p src loadtest/src loadtest/tests \
     && cargo build --release --locked -p concur \
     && rm -rf src loadtest/src loadtest/tests
 COPY src src
+# The live page and its vendored charting library, embedded by include_str! (no node needed).
+COPY web web
 COPY loadtest loadtest
 # COPY keeps the files' own mtimes, which can be older than the stub build: touch the crate
 # roots so cargo rebuilds concur itself (the dependencies stay cached).

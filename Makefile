@@ -17,7 +17,8 @@ setup:
 
 # Test-only tools: promtool and a Prometheus server (Debian's prometheus package) for the
 # metrics tests; schemathesis and openapi-spec-validator (.venv-contract), cargo-fuzz and the
-# fuzz targets for the API contract.
+# fuzz targets for the API contract; Debian's chromium and playwright-core (tests/browser/)
+# for the live page's browser test.
 test-setup: setup
 	@bash scripts/test-setup.sh
 
@@ -29,6 +30,7 @@ build: setup
 	$(CARGO) build --release --workspace
 
 run: build
+	@echo "concur: once it logs 'ready', open the live page it names (http://127.0.0.1:8080/ with the default config)"
 	./target/release/concur serve --config $(CONFIG)
 
 test: test-setup

@@ -97,3 +97,47 @@ setup_fuzzing() {
 setup_contract_tools
 setup_fuzzing
 # ---- end of API contract and fuzzing -------------------------------------------------------
+
+# ---- Browser test (tests/live_page.rs): Debian's chromium, driven by playwright-core --------
+# playwright-core is the driver only (no browser download): it is pinned by
+# tests/browser/package-lock.json and installed with `npm ci` (which checks every integrity
+# hash), again only when the lock changes.
+BROWSER_DIR=tests/browser
+
+setup_chromium() {
+    if command -v chromium >/dev/null 2>&1; then
+        say "$(chromium --version 2>/dev/null | head -1) present"
+        return
+    fi
+    need_root "chromium"
+    say "installing chromium (Debian package)"
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
+    $SUDO "${apt[@]}" update >/dev/null
+    $SUDO "${apt[@]}" install -y --no-install-recommends chromium >/dev/null \
+        || { say "ERROR: apt-get install chromium failed"; exit 1; }
+    command -v chromium >/dev/null || { say "ERROR: chromium still missing after install"; exit 1; }
+}
+
+setup_playwright() {
+    local stamp=$BROWSER_DIR/node_modules/.lock.sha256 want
+    command -v npm >/dev/null 2>&1 || {
+        need_root "node and npm"
+        say "installing nodejs and npm (Debian packages)"
+        export DEBIAN_FRONTEND=noninteractive
+        $SUDO apt-get -qq -o DPkg::Lock::Timeout=300 update >/dev/null
+        $SUDO apt-get -qq -o DPkg::Lock::Timeout=300 install -y --no-install-recommends nodejs npm >/dev/null
+    }
+    want=$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
+        say "playwright-core up to date in $BROWSER_DIR"
+        return
+    fi
+    say "installing playwright-core into $BROWSER_DIR (npm ci)"
+    (cd "$BROWSER_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+}
+
+setup_chromium
+setup_playwright
+# ---- end of browser test ---------------------------------------------------------------------

@@ -4,8 +4,9 @@
 //! The request path, one module per stage (each lower stage defines the contract the
 //! stage above uses):
 //!
-//! - [`http`]: hyper routing, typed JSON in and out, limits, errors, timing headers, and
-//!   the OpenAPI document generated from those types.
+//! - [`http`]: hyper routing, typed JSON in and out, limits, errors, timing headers, the
+//!   OpenAPI document generated from those types, and the live page (`/`, embedded from
+//!   `web/`) with its feed (`/live.json`, from [`metrics::Snapshot`]).
 //! - [`pipeline`]: the path below HTTP shared by every route: tokenize, admit, batch, await.
 //! - [`tokenize`]: the model's tokenizer with sentence-transformers' settings.
 //! - [`admission`]: a bounded queue; full means 429 at once.
@@ -22,7 +23,7 @@
 //! [`reload`] (switching the config while serving: a new executor is built and warmed,
 //! swapped into the batcher between batches, the old one drained and joined),
 //! [`state`] (what handlers share: the live config and services, swapped whole),
-//! [`metrics`] (every Prometheus metric), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
+//! [`metrics`] (every Prometheus metric, and the live page's snapshot of them), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
 //! (the retrieval bot), [`server`] (lifecycle and shutdown), [`connections`] (accept
 //! loops, the connection cap and shedding idle connections at it; `idle` holds the
 //! per-connection timers), [`bench`] (raw engine ceiling).

@@ -164,6 +164,9 @@ fn serve(config: Config, source: ConfigSource) -> Result<()> {
             server = server.admin_listener(l);
         }
         tracing::info!(listen = %config.server.listen, strategy = config.executor.strategy.as_str(), "starting");
+        // The live page is where the metrics are: the admin listener when there is one.
+        let page = config.server.admin_listen.unwrap_or(config.server.listen);
+        tracing::info!("live page: http://{page}/");
         let shutdown = CancellationToken::new();
         tokio::spawn(on_signal(shutdown.clone()));
         server.run(shutdown).await?;

@@ -20,10 +20,12 @@ mod connections;
 mod cores;
 mod processes;
 mod reload;
+mod snapshot;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
 pub use processes::ProcessMetrics;
 pub use reload::{ReloadMetrics, ReloadOutcome};
+pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
 
 /// Why a request was turned away or dropped before it reached the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@
 //! - [`machine`]: CPU model, cgroup quota and affinity of the run's machine.
 //! - [`search`]: the ramp-then-bisect search for the highest sustained rate.
 //! - [`sweep`]: the whole comparison across config presets.
-//! - [`report`] and [`svg`]: the markdown report and its charts.
+//! - [`report`] and [`svg`]: the markdown report and its charts (SVG, drawn by plotters).
 
 #![warn(missing_docs)]
 

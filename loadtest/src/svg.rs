@@ -1,7 +1,10 @@
-//! Hand-written SVG line charts: axes with round-number ticks, labels, a
-//! legend, and an optional horizontal reference line (the SLO).
+//! The report's line charts as standalone SVG, drawn by plotters (its SVG backend: no
+//! fonts or system libraries needed, and the files stay offline and diff-able): axes from
+//! zero, a legend, and an optional horizontal reference line (the SLO).
 
-use std::fmt::Write;
+use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
+use plotters::prelude::*;
 
 /// One line on a chart.
 #[derive(Clone, Debug)]
@@ -31,216 +34,196 @@ pub struct Chart {
     pub hline: Option<(f64, String)>,
 }
 
-const PALETTE: [&str; 8] = [
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
-const W: f64 = 760.0;
-const H: f64 = 440.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 200.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 60.0;
+const SIZE: (u32, u32) = (760, 440);
 
-/// Escapes text for SVG content and attributes.
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A round tick spacing (1, 2 or 5 times a power of ten) giving about
-/// `target` ticks between 0 and `max`.
-pub fn tick_step(max: f64, target: usize) -> f64 {
-    if !(max.is_finite() && max > 0.0) {
-        return 1.0;
-    }
-    let raw = max / target.max(1) as f64;
-    let mag = 10f64.powf(raw.log10().floor());
-    let norm = raw / mag;
-    let nice = if norm <= 1.0 {
-        1.0
-    } else if norm <= 2.0 {
-        2.0
-    } else if norm <= 5.0 {
-        5.0
-    } else {
-        10.0
-    };
-    nice * mag
-}
-
-fn fmt_tick(v: f64) -> String {
-    if v == v.trunc() && v.abs() < 1e9 {
-        format!("{v:.0}")
-    } else {
-        let s = format!("{v:.3}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    }
-}
-
-/// Renders the chart as a standalone SVG document. Axes start at zero, so
-/// slopes and ratios read honestly.
+/// Renders the chart as a standalone SVG document. Axes start at zero, so slopes and
+/// ratios read honestly.
 pub fn render(c: &Chart) -> String {
-    let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
-    let pts = || c.series.iter().flat_map(|s| s.points.iter()).filter(finite);
-    let max_x = pts().map(|p| p.0).fold(0.0, f64::max);
-    let max_y = pts()
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, SIZE).into_drawing_area();
+        // The backend writes into a String: drawing has no way to fail but a plotters bug,
+        // and a report with a blank chart beats a sweep that lost its results.
+        if let Err(e) = draw(&root, c).and_then(|()| root.present()) {
+            eprintln!("chart {:?}: {e}", c.title);
+        }
+    }
+    out
+}
+
+/// The points of `s` that can be drawn, in x order.
+fn drawable(s: &Series) -> Vec<(f64, f64)> {
+    let mut points: Vec<(f64, f64)> = s
+        .points
+        .iter()
+        .filter(|p| p.0.is_finite() && p.1.is_finite())
+        .copied()
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    // Series without a drawable point (a preset that failed) stay out of the legend too.
+    let series: Vec<(&Series, Vec<(f64, f64)>)> = c
+        .series
+        .iter()
+        .map(|s| (s, drawable(s)))
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    let all = || series.iter().flat_map(|(_, p)| p.iter());
+    let max_x = all().map(|p| p.0).fold(0.0, f64::max);
+    let max_y = all()
         .map(|p| p.1)
         .chain(c.hline.as_ref().map(|h| h.0))
         .fold(0.0, f64::max);
-    let (xs, ys) = (tick_step(max_x * 1.05, 6), tick_step(max_y * 1.1, 6));
-    let x_end = (max_x * 1.05 / xs).ceil().max(1.0) * xs;
-    let y_end = (max_y * 1.1 / ys).ceil().max(1.0) * ys;
-    let (pw, ph) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
-    let px = |x: f64| LEFT + x / x_end * pw;
-    let py = |y: f64| TOP + ph - y / y_end * ph;
-
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(o, r#"<rect width="{W}" height="{H}" fill="white"/>"#);
-    let _ = writeln!(
-        o,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{}</text>"#,
-        LEFT + pw / 2.0,
-        escape(&c.title)
-    );
-    // Grid and tick labels.
-    let mut t = 0.0;
-    while t <= x_end + xs * 0.01 {
-        let x = px(t);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{:.1}" stroke="#e5e5e5"/><text x="{x:.1}" y="{:.1}" text-anchor="middle">{}</text>"##,
-            TOP + ph,
-            TOP + ph + 16.0,
-            fmt_tick(t)
-        );
-        t += xs;
-    }
-    let mut t = 0.0;
-    while t <= y_end + ys * 0.01 {
-        let y = py(t);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            LEFT + pw,
-            LEFT - 6.0,
-            y + 4.0,
-            fmt_tick(t)
-        );
-        t += ys;
-    }
-    let _ = writeln!(
-        o,
-        r#"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="black"/>"#
-    );
-    let _ = writeln!(
-        o,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-        LEFT + pw / 2.0,
-        H - 18.0,
-        escape(&c.x_label)
-    );
-    let _ = writeln!(
-        o,
-        r#"<text transform="translate(18,{:.1}) rotate(-90)" text-anchor="middle">{}</text>"#,
-        TOP + ph / 2.0,
-        escape(&c.y_label)
-    );
+    let top = |max: f64, headroom: f64| if max > 0.0 { max * headroom } else { 1.0 };
+    let (x_end, y_end) = (top(max_x, 1.05), top(max_y, 1.1));
+    let mut chart = ChartBuilder::on(root)
+        .caption(&c.title, ("sans-serif", 17))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..x_end, 0.0..y_end)?;
+    chart
+        .configure_mesh()
+        .x_desc(&c.x_label)
+        .y_desc(&c.y_label)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .light_line_style(WHITE)
+        .bold_line_style(RGBColor(0xe5, 0xe5, 0xe5))
+        .draw()?;
     if let Some((y, label)) = &c.hline {
-        let yy = py(*y);
-        let _ = writeln!(
-            o,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#555" stroke-dasharray="2,3"/><text x="{:.1}" y="{:.1}" fill="#555">{}</text>"##,
-            LEFT + pw,
-            LEFT + 6.0,
-            yy - 4.0,
-            escape(label)
-        );
+        let style = ShapeStyle::from(RGBColor(0x55, 0x55, 0x55)).stroke_width(1);
+        chart
+            .draw_series(DashedLineSeries::new([(0.0, *y), (x_end, *y)], 3, 4, style))?
+            .label(label.as_str())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 24, y)], style));
     }
-    // Series without a drawable point (a preset that failed) stay out of
-    // the legend too.
-    let drawn = c
-        .series
-        .iter()
-        .filter(|s| s.points.iter().any(|p| finite(&p)));
-    for (i, s) in drawn.enumerate() {
+    for (s, points) in series {
         let color = PALETTE[s.color % PALETTE.len()];
-        let dash = if s.dashed {
-            r#" stroke-dasharray="6,4""#
+        let style = ShapeStyle::from(color).stroke_width(2);
+        let line = points.clone();
+        let sample = move |(x, y): (i32, i32)| [(x, y), (x + 24, y)];
+        if s.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(line, 6, 4, style))?
+                .label(s.label.as_str())
+                .legend(move |c| DashedPathElement::new(sample(c), 6, 4, style));
         } else {
-            ""
-        };
-        let mut points: Vec<(f64, f64)> = s.points.iter().filter(finite).copied().collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let path: Vec<String> = points
-            .iter()
-            .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-            .collect();
-        let _ = writeln!(
-            o,
-            r#"<polyline points="{}" fill="none" stroke="{color}" stroke-width="2"{dash}/>"#,
-            path.join(" ")
-        );
-        for &(x, y) in &points {
-            let _ = writeln!(
-                o,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}"/>"#,
-                px(x),
-                py(y)
-            );
+            chart
+                .draw_series(LineSeries::new(line, style))?
+                .label(s.label.as_str())
+                .legend(move |c| PathElement::new(sample(c), style));
         }
-        // Legend entry.
-        let ly = TOP + 10.0 + i as f64 * 20.0;
-        let lx = LEFT + pw + 14.0;
-        let _ = writeln!(
-            o,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="2"{dash}/><text x="{}" y="{}">{}</text>"#,
-            lx + 26.0,
-            lx + 32.0,
-            ly + 4.0,
-            escape(&s.label)
-        );
+        chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, color.filled())),
+        )?;
     }
-    o.push_str("</svg>\n");
-    o
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(0x99, 0x99, 0x99))
+        .draw()?;
+    Ok(())
+}
+
+/// A tick label without trailing zeros: 50, 2.5, 0.25.
+fn tick(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ticks_are_round() {
-        assert_eq!(tick_step(100.0, 5), 20.0);
-        assert_eq!(tick_step(7.0, 6), 2.0);
-        assert!((tick_step(0.3, 6) - 0.05).abs() < 1e-12);
-        assert_eq!(tick_step(0.0, 5), 1.0);
+    fn chart(series: Vec<Series>) -> Chart {
+        Chart {
+            title: "p99 <&> p50".into(),
+            x_label: "rps".into(),
+            y_label: "ms".into(),
+            series,
+            hline: Some((100.0, "SLO".into())),
+        }
     }
 
     #[test]
     fn renders_series_legend_and_escapes() {
-        let svg = render(&Chart {
-            title: "p99 <&> p50".into(),
-            x_label: "rps".into(),
-            y_label: "ms".into(),
-            series: vec![Series {
+        let svg = render(&chart(vec![
+            Series {
                 label: "rayon p99".into(),
                 points: vec![(10.0, 5.0), (5.0, 2.0), (f64::NAN, 1.0)],
                 color: 0,
-                dashed: true,
-            }],
-            hline: Some((100.0, "SLO".into())),
-        });
-        assert!(svg.starts_with("<svg"));
+                dashed: false,
+            },
+            Series {
+                label: "failed preset".into(),
+                points: vec![(f64::NAN, 1.0)],
+                color: 1,
+                dashed: false,
+            },
+        ]));
+        assert!(svg.starts_with("<svg"), "{svg}");
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("p99 &lt;&amp;&gt; p50"));
-        assert!(svg.contains("rayon p99"));
+        assert!(svg.contains("rayon p99") && svg.contains("SLO"));
+        assert!(
+            !svg.contains("failed preset"),
+            "no drawable point, no legend entry"
+        );
+        // The two finite points, and no NaN leaked into coordinates.
         assert_eq!(svg.matches("<circle").count(), 2);
-        assert!(svg.contains("stroke-dasharray=\"6,4\""));
+        assert!(!svg.contains("NaN"));
+    }
+
+    #[test]
+    fn dashed_series_are_drawn_as_dashes() {
+        let line = |dashed| {
+            render(&chart(vec![Series {
+                label: "p50".into(),
+                points: vec![(0.0, 0.0), (100.0, 50.0)],
+                color: 2,
+                dashed,
+            }]))
+            .matches("<polyline")
+            .count()
+        };
+        // A dashed line is many short segments; a solid one is one path (plus the legend's
+        // sample and the SLO's dashes, the same in both).
+        assert!(
+            line(true) > line(false) + 5,
+            "{} vs {}",
+            line(true),
+            line(false)
+        );
+    }
+
+    #[test]
+    fn ticks_lose_trailing_zeros() {
+        assert_eq!([50.0, 2.5, 0.25, 0.0].map(tick), ["50", "2.5", "0.25", "0"]);
+    }
+
+    #[test]
+    fn an_empty_chart_still_renders() {
+        let svg = render(&Chart::default());
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     }
 }

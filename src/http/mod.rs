@@ -1,6 +1,7 @@
 //! HTTP: routing, authentication, per-request context, timing headers, request metrics.
-//! Handlers live in one file per API family; errors map to responses in [`error`]; the
-//! OpenAPI document is generated from the handlers' own types in [`openapi`].
+//! Handlers live in one file per API family (the live page and its feed in `live`); errors
+//! map to responses in [`error`]; the OpenAPI document is generated from the handlers' own
+//! types in [`openapi`].
 //!
 //! The request parsers are public (`parse_*`, [`deadline`], [`authorized`]) so that the
 //! fuzz targets in `fuzz/` drive exactly the code the server runs.
@@ -12,6 +13,7 @@ mod chat_types;
 mod embeddings;
 pub mod error;
 mod input;
+mod live;
 mod meta;
 pub mod openapi;
 
@@ -49,9 +51,10 @@ pub const DEADLINE_HEADER: &str = "x-deadline-ms";
 pub enum Scope {
     /// Every route.
     All,
-    /// The public listener when an admin listener exists: everything but `/metrics`.
+    /// The public listener when an admin listener exists: everything but `/metrics`,
+    /// `/admin/reload`, and the live page with its feed.
     Public,
-    /// The admin listener: health, readiness, info, metrics and reload only.
+    /// The admin listener: health, readiness, info, metrics, reload and the live page only.
     Admin,
 }
 
@@ -67,11 +70,13 @@ enum Route {
     Metrics,
     OpenApi,
     Reload,
+    LivePage,
+    LiveJson,
     NotFound,
 }
 
 /// Every route the server answers: the router and the OpenAPI test both read this table.
-const ROUTES: [(&str, Route); 10] = [
+const ROUTES: [(&str, Route); 13] = [
     ("/v1/embeddings", Route::Embeddings),
     ("/embed", Route::Embed),
     ("/v1/chat/completions", Route::Chat),
@@ -82,6 +87,9 @@ const ROUTES: [(&str, Route); 10] = [
     ("/metrics", Route::Metrics),
     ("/openapi.json", Route::OpenApi),
     ("/admin/reload", Route::Reload),
+    ("/", Route::LivePage),
+    ("/live", Route::LivePage),
+    ("/live.json", Route::LiveJson),
 ];
 
 /// The (method, path) pairs a listener of this scope serves.
@@ -114,6 +122,8 @@ impl Route {
             Route::Metrics => "metrics",
             Route::OpenApi => "openapi",
             Route::Reload => "reload",
+            Route::LivePage => "live_page",
+            Route::LiveJson => "live",
             Route::NotFound => "not_found",
         }
     }
@@ -132,7 +142,11 @@ impl Route {
     fn in_scope(self, scope: Scope) -> bool {
         match scope {
             Scope::All => true,
-            Scope::Public => !matches!(self, Route::Metrics | Route::Reload),
+            // Reload and what watches the server go where its metrics are.
+            Scope::Public => !matches!(
+                self,
+                Route::Metrics | Route::Reload | Route::LivePage | Route::LiveJson
+            ),
             Scope::Admin => matches!(
                 self,
                 Route::Health
@@ -141,6 +155,8 @@ impl Route {
                     | Route::Metrics
                     | Route::OpenApi
                     | Route::Reload
+                    | Route::LivePage
+                    | Route::LiveJson
             ),
         }
     }
@@ -253,6 +269,8 @@ async fn route_request(
         Route::Metrics => return Ok(meta::metrics(state)),
         Route::OpenApi => return Ok(meta::openapi(state, scope)),
         Route::Reload => return admin::reload(state, req).await,
+        Route::LivePage => return Ok(live::page()),
+        Route::LiveJson => return Ok(live::snapshot(state)),
         _ => {}
     }
     let config = state.config();

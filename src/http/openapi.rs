@@ -9,7 +9,7 @@
 use super::embeddings::{self, ListObject};
 use super::error::ErrorResponse;
 use super::input::{Input, InputLimits};
-use super::{admin, chat, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
+use super::{admin, chat, live, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
 use crate::config::Config;
 use hyper::Method;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
@@ -42,7 +42,9 @@ const BEARER: &str = "bearer";
         meta::info,
         meta::metrics,
         meta::openapi,
-        admin::reload
+        admin::reload,
+        live::page,
+        live::snapshot
     ),
     components(schemas(ErrorResponse, ListObject)),
     tags(
@@ -59,6 +61,7 @@ pub fn document(config: &Config, scope: Scope) -> Document {
     doc.paths
         .paths
         .retain(|path, _| Route::of(path).in_scope(scope));
+    live_page_alias(&mut doc);
     let keys = !config.auth.api_keys.is_empty();
     for (path, route) in ROUTES {
         let Some(op) = doc
@@ -87,6 +90,18 @@ pub fn document(config: &Config, scope: Scope) -> Document {
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
     );
     doc
+}
+
+/// `/live` serves what `/` serves: the same operation under a second path (and its own id,
+/// which must be unique in the document).
+fn live_page_alias(doc: &mut Document) {
+    let Some(mut item) = doc.paths.paths.get("/").cloned() else {
+        return;
+    };
+    if let Some(op) = item.get.as_mut() {
+        op.operation_id = Some("livePageAlias".into());
+    }
+    doc.paths.paths.insert("/live".into(), item);
 }
 
 fn operation<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Operation> {
