@@ -100,7 +100,10 @@ impl Ladder {
 /// arrivals, a few milliseconds away, would then find no core.
 pub fn choose(ladder: &Ladder, free: usize, pending: usize, demand: f64) -> usize {
     let now = free / (1 + pending);
-    let share = (ladder.cores as f64 / demand.max(1.0)).floor() as usize;
+    // Rounded, not floored: an average of 1.1 batches means a batch is mostly alone. With
+    // floor, any trace of an earlier burst left in the average (an EWMA reaches 1.0 only
+    // in the limit) kept a lone batch on 2 cores at width 1 for good.
+    let share = (ladder.cores as f64 / demand.max(1.0)).round() as usize;
     ladder.fit(now.min(share.max(1)))
 }
 
@@ -119,6 +122,10 @@ impl Demand {
 
     pub fn observe(&mut self, batches: usize) -> f64 {
         self.0 += Self::ALPHA * (batches as f64 - self.0);
+        // Floating point alone would leave it a few ulps off a steady value forever.
+        if (self.0 - batches as f64).abs() < 1e-3 {
+            self.0 = batches as f64;
+        }
         self.0
     }
 }
@@ -233,6 +240,26 @@ mod tests {
             last = now;
         }
         assert!(last < 1.1, "back to one batch at a time: {last}");
+    }
+
+    #[test]
+    fn a_lone_batch_gets_every_core_again_after_a_burst() {
+        // The knowledge base embedded at start is such a burst.
+        let l = Ladder::elastic(2);
+        let mut d = Demand::new();
+        for _ in 0..12 {
+            d.observe(8);
+        }
+        let mut width = 0;
+        for _ in 0..40 {
+            width = choose(&l, 2, 0, d.observe(1));
+        }
+        assert_eq!(width, 2, "demand {:?}", d);
+        // Not only close: exactly one batch at a time.
+        for _ in 0..200 {
+            d.observe(1);
+        }
+        assert_eq!(d.observe(1), 1.0);
     }
 
     #[test]

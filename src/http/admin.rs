@@ -22,6 +22,8 @@ use hyper::{Request, Response, StatusCode};
             names the key and the old configuration stays", body = ErrorResponse),
         (status = 401, description = "API keys are configured and the bearer token is \
             missing or wrong (`invalid_api_key`)", body = ErrorResponse),
+        (status = 403, description = "Sent by a web page of another origin: its `Origin` \
+            header does not name this server's `Host` (`cross_origin`)", body = ErrorResponse),
         (status = 409, description = "Started without a configuration source \
             (`reload_unavailable`)", body = ErrorResponse),
         (status = 413, description = "The body is over `limits.max_body_bytes` (`too_large`)",
@@ -34,6 +36,7 @@ use hyper::{Request, Response, StatusCode};
     security((), ("bearer" = [])))]
 pub async fn reload(state: &AppState, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
     let reset = wants_reset(req.uri().query());
+    same_origin(req.headers())?;
     let config = state.config();
     if !super::authorized(req.headers(), &config.auth.api_keys) {
         return Err(ApiError::unauthorized());
@@ -49,6 +52,30 @@ pub async fn reload(state: &AppState, req: Request<Incoming>) -> Result<Response
     })?;
     let applied = reloader.reload(state, text, reset).await?;
     Ok(json_response(StatusCode::OK, &applied))
+}
+
+/// Refuses a request a browser sent from a page of another site. Without API keys anyone
+/// who can reach the port may reload (as with SIGHUP, anyone who may signal the process),
+/// but a page the user happens to visit must not: browsers send `Origin` with every
+/// cross-site POST, and a plain form or `text/plain` fetch needs no CORS preflight. The
+/// live page is served by this server, so its `Origin` names the `Host` it called.
+fn same_origin(headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(hyper::header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    if host.is_empty() || origin_host != host {
+        return Err(ApiError::cross_origin(origin));
+    }
+    Ok(())
 }
 
 /// `?reset` or `?reset=true`: drop the overrides of earlier reloads first.

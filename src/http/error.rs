@@ -58,6 +58,8 @@ pub enum ErrorCode {
     ReloadUnavailable,
     /// 500 (reload): the new configuration is valid but its executor could not start.
     ReloadFailed,
+    /// 403 (reload): sent by a web page of another origin.
+    CrossOrigin,
     /// 503 from `/ready` only: worker processes (`processes` strategy) keep crashing.
     WorkersCrashing,
 }
@@ -178,6 +180,16 @@ impl ApiError {
         );
         e.allow = Some(allowed);
         e
+    }
+
+    /// 403: a browser sent this from a page of another site.
+    pub fn cross_origin(origin: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorType::InvalidRequestError,
+            ErrorCode::CrossOrigin,
+            format!("reloads are refused from pages of another origin ({origin})"),
+        )
     }
 
     pub fn unauthorized() -> Self {
