@@ -231,20 +231,22 @@ impl Client {
     /// `GET path`, returning the status and body text.
     pub async fn get(&self, path: &str, timeout: Duration) -> Result<(u16, String)> {
         let req = Request::get(self.uri(path)?).body(Full::new(Bytes::new()))?;
-        let exchange = async {
-            let resp = self.inner.request(req).await?;
-            let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await?.to_bytes();
-            Ok::<_, anyhow::Error>((status, String::from_utf8_lossy(&body).into_owned()))
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .with_context(|| format!("GET {path} timed out"))?
+        self.text_exchange(req, timeout).await
     }
 
     /// `POST path` with a text body, returning the status and body text.
     pub async fn post(&self, path: &str, body: &str, timeout: Duration) -> Result<(u16, String)> {
         let req = Request::post(self.uri(path)?).body(Full::new(Bytes::from(body.to_string())))?;
+        self.text_exchange(req, timeout).await
+    }
+
+    /// Sends `req` and reads the whole response as text, within `timeout`.
+    async fn text_exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(u16, String)> {
+        let what = format!("{} {}", req.method(), req.uri().path());
         let exchange = async {
             let resp = self.inner.request(req).await?;
             let status = resp.status().as_u16();
@@ -253,7 +255,7 @@ impl Client {
         };
         tokio::time::timeout(timeout, exchange)
             .await
-            .with_context(|| format!("POST {path} timed out"))?
+            .with_context(|| format!("{what} timed out"))?
     }
 
     /// `GET path`, failing unless the status is 200.

@@ -69,13 +69,7 @@ impl Context {
         let elapsed = start.elapsed();
         m.busy_workers.dec();
         m.cores.busy.sub(width as i64);
-        m.cores
-            .busy_seconds
-            .inc_by(width as f64 * elapsed.as_secs_f64());
-        m.cores
-            .batches
-            .with_label_values(&[&width.to_string()])
-            .inc();
+        m.cores.record_batch(width, elapsed);
         let result = outcome.unwrap_or_else(|_| {
             self.replace(engine, width);
             Err(EngineError::Panicked)

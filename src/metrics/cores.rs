@@ -16,6 +16,13 @@ pub struct CoreMetrics {
 }
 
 impl CoreMetrics {
+    /// Accounts one finished forward pass of `width` cores.
+    pub fn record_batch(&self, width: usize, elapsed: std::time::Duration) {
+        self.busy_seconds
+            .inc_by(width as f64 * elapsed.as_secs_f64());
+        self.batches.with_label_values(&[&width.to_string()]).inc();
+    }
+
     pub(super) fn register(registry: &Registry) -> CoreMetrics {
         let budget = IntGauge::new("core_budget", "Cores inference may use.").expect("valid");
         let busy = IntGauge::new(

@@ -335,13 +335,7 @@ fn finish(
     result: Result<Vec<Vec<f32>>, EngineError>,
     elapsed: Duration,
 ) {
-    m.cores
-        .busy_seconds
-        .inc_by(width as f64 * elapsed.as_secs_f64());
-    m.cores
-        .batches
-        .with_label_values(&[&width.to_string()])
-        .inc();
+    m.cores.record_batch(width, elapsed);
     if result.is_err() {
         m.batch_failures.inc();
     }
