@@ -104,6 +104,13 @@ setup_fuzzing
 # hash), again only when the lock changes.
 BROWSER_DIR=tests/browser
 
+# Debian packages, waiting for dpkg's lock (others may be installing) instead of failing.
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
+    $SUDO "${apt[@]}" update >/dev/null && $SUDO "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null
+}
+
 setup_chromium() {
     if command -v chromium >/dev/null 2>&1; then
         say "$(chromium --version 2>/dev/null | head -1) present"
@@ -111,11 +118,7 @@ setup_chromium() {
     fi
     need_root "chromium"
     say "installing chromium (Debian package)"
-    export DEBIAN_FRONTEND=noninteractive
-    local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
-    $SUDO "${apt[@]}" update >/dev/null
-    $SUDO "${apt[@]}" install -y --no-install-recommends chromium >/dev/null \
-        || { say "ERROR: apt-get install chromium failed"; exit 1; }
+    apt_install chromium || { say "ERROR: apt-get install chromium failed"; exit 1; }
     command -v chromium >/dev/null || { say "ERROR: chromium still missing after install"; exit 1; }
 }
 
@@ -124,9 +127,7 @@ setup_playwright() {
     command -v npm >/dev/null 2>&1 || {
         need_root "node and npm"
         say "installing nodejs and npm (Debian packages)"
-        export DEBIAN_FRONTEND=noninteractive
-        $SUDO apt-get -qq -o DPkg::Lock::Timeout=300 update >/dev/null
-        $SUDO apt-get -qq -o DPkg::Lock::Timeout=300 install -y --no-install-recommends nodejs npm >/dev/null
+        apt_install nodejs npm || { say "ERROR: apt-get install nodejs npm failed"; exit 1; }
     }
     want=$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
