@@ -157,7 +157,16 @@ fn oldest_entry_is_always_in_the_batch() {
 #[test]
 fn short_rows_within_slack_share_a_batch() {
     let (mut q, _) = queue_of(&[3, 12, 7]);
-    assert_eq!(ids(&q.take_batch(&AWARE)), vec![0, 1, 2]);
+    assert_eq!(ids(&q.take_batch(&AWARE)), vec![0, 2]);
+    assert_eq!(ids(&q.take_batch(&AWARE)), vec![1]);
+}
+
+#[test]
+fn a_row_is_padded_by_at_most_a_seventh_of_its_length() {
+    // 70 padded to 80 is a seventh of 70: allowed; to 81 it is more.
+    let (mut q, _) = queue_of(&[70, 81, 80]);
+    assert_eq!(ids(&q.take_batch(&AWARE)), vec![0, 2]);
+    assert_eq!(ids(&q.take_batch(&AWARE)), vec![1]);
 }
 
 #[tokio::test(start_paused = true)]

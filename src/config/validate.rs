@@ -213,7 +213,7 @@ pub(super) fn executor(r: raw::RawExecutor) -> Result<ExecutorConfig, ConfigErro
             1,
             256,
         )?,
-        intra_op_spinning: r.intra_op_spinning.unwrap_or(false),
+        intra_op_spinning: r.intra_op_spinning.unwrap_or(true),
         inference_nice: in_range(
             "executor.inference_nice",
             r.inference_nice.unwrap_or(10),
