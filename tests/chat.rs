@@ -189,17 +189,22 @@ async fn follow_ups_use_the_conversation() {
 /// The evaluation sets through the official OpenAI Python client
 /// (tests/python/openai_chat.py), each with its gates: (file, on-topic, fallback).
 ///
-/// `chat_eval_holdout.json` is the held-out part, never used for tuning; its gates sit
-/// just below the figures measured there, 95.0% on-topic and 85.9% fallback (README,
-/// Chat: the 95% fallback target is not met on this split). `chat_paraphrases.json`,
-/// which the first knowledge base was written against, is a regression check.
+/// `chat_eval_holdout2.json` is the held-out part: written by a second author who saw only
+/// the entries' titles and answers, never used for tuning and measured once; its gates sit
+/// just below the figures measured there, 94.2% on-topic and 94.3% fallback (README, Chat:
+/// the 95% fallback target is not met). `chat_eval_holdout.json`, the first held-out part,
+/// was seen when the first out-of-scope groups were judged; `chat_eval_tune2.json` (a third
+/// author's tuning set) and `chat_paraphrases.json`, which the first knowledge base was
+/// written against, are regression checks. Gates just below each file's measured figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_client_meets_the_gates_on_the_evaluation_sets() {
     let server = TestServer::start("").await;
     let root = common::root();
     let kb = root.join("config/knowledge_base.toml");
     for (file, min_on_topic, min_off_topic) in [
-        ("chat_eval_holdout.json", 0.94, 0.84),
+        ("chat_eval_holdout2.json", 0.93, 0.93),
+        ("chat_eval_holdout.json", 0.92, 0.91),
+        ("chat_eval_tune2.json", 0.95, 0.87),
         ("chat_paraphrases.json", 0.94, 0.98),
     ] {
         let args = [
