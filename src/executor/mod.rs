@@ -130,7 +130,7 @@ impl Executor {
             .demand
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .observe(self.budget.batches() + pending);
+            .observe(self.budget.batches() + pending, tokio::time::Instant::now());
         let want = width::choose(&self.ladder, self.budget.free(cores), pending, demand);
         self.budget.widen(cores, want);
     }

@@ -9,6 +9,8 @@
 
 use crate::config::{ExecutorConfig, Parallelism};
 use serde::Serialize;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Sessions of one width.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,23 +112,40 @@ pub fn choose(ladder: &Ladder, free: usize, pending: usize, demand: f64) -> usiz
 /// A moving average of the batches sharing the budget, sampled at each dispatch (those
 /// running, this one, and those still queued behind it).
 #[derive(Debug, Clone, Copy)]
-pub struct Demand(f64);
+pub struct Demand {
+    value: f64,
+    last: Option<Instant>,
+}
 
 impl Demand {
-    /// Weight of the newest sample: about the last ten batches count.
+    /// Weight of the newest sample under load: about the last ten batches count.
     const ALPHA: f64 = 0.1;
+    /// After a pause the newest sample weighs more, 1 - e^(-pause / HORIZON): what the
+    /// load was a second ago says little about now. Without it a burst (the knowledge base
+    /// embedded at start) left the average high until about twenty more batches had run,
+    /// and a lone user arriving later got one core for those. Under load dispatches are
+    /// milliseconds apart and ALPHA rules.
+    const HORIZON: Duration = Duration::from_millis(100);
 
     pub fn new() -> Demand {
-        Demand(1.0)
+        Demand {
+            value: 1.0,
+            last: None,
+        }
     }
 
-    pub fn observe(&mut self, batches: usize) -> f64 {
-        self.0 += Self::ALPHA * (batches as f64 - self.0);
+    pub fn observe(&mut self, batches: usize, now: Instant) -> f64 {
+        let pause = self
+            .last
+            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        self.last = Some(now);
+        let fresh = 1.0 - (-pause.as_secs_f64() / Self::HORIZON.as_secs_f64()).exp();
+        self.value += Self::ALPHA.max(fresh) * (batches as f64 - self.value);
         // Floating point alone would leave it a few ulps off a steady value forever.
-        if (self.0 - batches as f64).abs() < 1e-3 {
-            self.0 = batches as f64;
+        if (self.value - batches as f64).abs() < 1e-3 {
+            self.value = batches as f64;
         }
-        self.0
+        self.value
     }
 }
 
@@ -226,16 +245,23 @@ mod tests {
         assert_eq!(choose(&l, 2, 0, 1.0), 2);
     }
 
+    /// Samples `batches` `n` times, a millisecond apart (a busy server), from `t`.
+    fn busy(d: &mut Demand, t: &mut Instant, batches: usize, n: usize) -> f64 {
+        let mut last = 0.0;
+        for _ in 0..n {
+            *t += Duration::from_millis(1);
+            last = d.observe(batches, *t);
+        }
+        last
+    }
+
     #[test]
     fn demand_follows_the_load_and_decays() {
-        let mut d = Demand::new();
-        for _ in 0..60 {
-            d.observe(16);
-        }
-        assert!(d.observe(16) > 15.0);
+        let (mut d, mut t) = (Demand::new(), Instant::now());
+        assert!(busy(&mut d, &mut t, 16, 61) > 15.0);
         let mut last = f64::MAX;
         for _ in 0..60 {
-            let now = d.observe(1);
+            let now = busy(&mut d, &mut t, 1, 1);
             assert!(now <= last);
             last = now;
         }
@@ -246,20 +272,32 @@ mod tests {
     fn a_lone_batch_gets_every_core_again_after_a_burst() {
         // The knowledge base embedded at start is such a burst.
         let l = Ladder::elastic(2);
-        let mut d = Demand::new();
-        for _ in 0..12 {
-            d.observe(8);
-        }
+        let (mut d, mut t) = (Demand::new(), Instant::now());
+        busy(&mut d, &mut t, 8, 12);
         let mut width = 0;
         for _ in 0..40 {
-            width = choose(&l, 2, 0, d.observe(1));
+            width = choose(&l, 2, 0, busy(&mut d, &mut t, 1, 1));
         }
-        assert_eq!(width, 2, "demand {:?}", d);
+        assert_eq!(width, 2, "demand {d:?}");
         // Not only close: exactly one batch at a time.
-        for _ in 0..200 {
-            d.observe(1);
-        }
-        assert_eq!(d.observe(1), 1.0);
+        assert_eq!(busy(&mut d, &mut t, 1, 200), 1.0);
+    }
+
+    #[test]
+    fn after_a_pause_the_first_lone_batch_gets_every_core() {
+        let l = Ladder::elastic(2);
+        let (mut d, mut t) = (Demand::new(), Instant::now());
+        busy(&mut d, &mut t, 8, 30);
+        // Still busy: one more lone batch a millisecond later is capped at one core.
+        let mut soon = d;
+        assert_eq!(
+            choose(&l, 2, 0, soon.observe(1, t + Duration::from_millis(1))),
+            1
+        );
+        // Half a second of quiet: the burst is all but forgotten at once.
+        let after = d.observe(1, t + Duration::from_millis(500));
+        assert!(after < 1.1, "{after}");
+        assert_eq!(choose(&l, 2, 0, after), 2);
     }
 
     #[test]
