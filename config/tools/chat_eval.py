@@ -11,7 +11,7 @@ Embeddings as the server computes them: tokenizer.json with truncation at 256 wo
 pieces, no padding, mean pooling, L2 normalisation, one text per run.
 
     .venv/bin/python config/tools/chat_eval.py                  # shipped settings, tune split
-    .venv/bin/python config/tools/chat_eval.py --part holdout   # report only: never tune on it
+    .venv/bin/python config/tools/chat_eval.py --part holdout3  # report only: never tune on it
     .venv/bin/python config/tools/chat_eval.py --grid           # best threshold per keyword weight
     .venv/bin/python config/tools/chat_eval.py --table --old-kb OLD.toml   # the README's table
     .venv/bin/python config/tools/chat_eval.py --kb OLD.toml --baseline   # the old logic
@@ -234,7 +234,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kb", type=Path, default=ROOT / "config/knowledge_base.toml")
     ap.add_argument("--model-dir", type=Path, default=ROOT / "models/all-MiniLM-L6-v2")
-    ap.add_argument("--part", default="tune", choices=["tune", "tune2", "holdout", "holdout2", "paraphrases"])
+    ap.add_argument("--part", default="tune", choices=["tune", "tune2", "holdout", "holdout2", "holdout3", "paraphrases"])
     ap.add_argument("--baseline", action="store_true", help="questions only, one threshold (0.47)")
     ap.add_argument("--grid", action="store_true", help="tune the threshold per keyword weight")
     ap.add_argument("--table", action="store_true", help="print the README's ablation table")
@@ -259,7 +259,7 @@ def main():
     misses = []
     on, off = evaluate(bot, data, s, misses)
     print(f"{args.part}: on-topic answered correctly {on:.1%}, off-topic given the fallback {off:.1%}")
-    if args.part == "holdout2":
+    if args.part in ("holdout2", "holdout3"):
         return  # report only: its messages stay unseen, so they can never steer a change
     for m in misses:
         print("  missed:", m)
