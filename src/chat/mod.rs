@@ -192,12 +192,32 @@ impl ChatBot {
         let owners = self.kb.entries.len() + self.kb.out_of_scope.len();
         let mut cosine = vec![f32::NEG_INFINITY; owners];
         for (owner, v) in &self.targets {
-            let dot: f32 = query.iter().zip(v).map(|(a, b)| a * b).sum();
-            cosine[*owner] = cosine[*owner].max(dot);
+            cosine[*owner] = cosine[*owner].max(dot(&query, v));
         }
         let keywords = self.keywords.scores(text);
         Scores::combine(&cosine, &keywords, self.kb.entries.len(), keyword_weight)
     }
+}
+
+/// Dot product in eight independent lanes. A plain `zip().map().sum()` over f32 is one
+/// chain of dependent additions (the compiler may not reorder them); eight accumulators
+/// let it vectorise. With 1,227 targets of 384 dimensions that took a chat message's time
+/// outside the model from 0.79-0.80 ms to 0.50-0.54 ms (median, `chat_latency.py`).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// The texts to embed and who owns each: an entry's questions, title and answer
@@ -258,6 +278,16 @@ fn documents(kb: &KnowledgeBase) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_matches_the_plain_sum_at_any_length() {
+        for n in [0, 1, 7, 8, 9, 384, 385] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-4, "n = {n}");
+        }
+    }
 
     #[test]
     fn answers_split_into_sentences() {
