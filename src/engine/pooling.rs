@@ -24,20 +24,51 @@ pub fn normalize(v: &mut [f32]) {
     }
 }
 
+/// Dot product in eight independent lanes. A plain `zip().map().sum()` over f32 is one
+/// chain of dependent additions (the compiler may not reorder them); eight accumulators
+/// let it vectorise. The chat bot scores every message against 1,227 targets of 384
+/// dimensions: this took its time outside the model from 0.79-0.80 ms to 0.50-0.54 ms
+/// (median, `config/tools/chat_latency.py`).
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (a8, b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = a8
+        .remainder()
+        .iter()
+        .zip(b8.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in a8.zip(b8) {
+        for k in 0..8 {
+            lanes[k] += x[k] * y[k];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 /// Cosine similarity of two vectors of equal length.
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
     let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     if na == 0.0 || nb == 0.0 {
         return 0.0;
     }
-    dot / (na * nb)
+    dot(a, b) / (na * nb)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_matches_the_plain_sum_at_any_length() {
+        for n in [0, 1, 7, 8, 9, 384, 385] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - plain).abs() < 1e-4, "n = {n}");
+        }
+    }
 
     #[test]
     fn padding_positions_are_ignored() {
