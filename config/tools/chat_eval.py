@@ -234,7 +234,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kb", type=Path, default=ROOT / "config/knowledge_base.toml")
     ap.add_argument("--model-dir", type=Path, default=ROOT / "models/all-MiniLM-L6-v2")
-    ap.add_argument("--part", default="tune", choices=["tune", "tune2", "holdout", "holdout2", "holdout3", "paraphrases"])
+    ap.add_argument("--part", default="tune", choices=["tune", "tune2", "tune3", "holdout", "holdout2", "holdout3", "holdout4", "paraphrases"])
     ap.add_argument("--baseline", action="store_true", help="questions only, one threshold (0.47)")
     ap.add_argument("--grid", action="store_true", help="tune the threshold per keyword weight")
     ap.add_argument("--table", action="store_true", help="print the README's ablation table")
