@@ -333,7 +333,7 @@ pub(super) fn limits(
 }
 
 pub(super) fn chat(r: raw::RawChat) -> Result<ChatConfig, ConfigError> {
-    let threshold = chat_number("chat.threshold", r.threshold, 0.68, -1.0..=10.0)?;
+    let threshold = chat_number("chat.threshold", r.threshold, 0.75, -1.0..=10.0)?;
     let keyword_weight = chat_number("chat.keyword_weight", r.keyword_weight, 0.02, 0.0..=1.0)?;
     let out_of_scope_margin = chat_number(
         "chat.out_of_scope_margin",
