@@ -196,8 +196,8 @@ async fn follow_ups_use_the_conversation() {
 /// 96.7% on-topic and 97.5% fallback (README, Chat). The earlier held-out parts
 /// (`chat_eval_holdout3.json`, `chat_eval_holdout2.json`, `chat_eval_holdout.json`) steered
 /// the session-6 threshold in aggregate; they, the tuning sets and `chat_paraphrases.json`,
-/// which the first knowledge base was written against, are regression checks. Gates sit
-/// just below each file's figures (one message of slack).
+/// which the first knowledge base was written against, are regression checks. Each gate is
+/// a file's figure less one message, rounded down to a whole percent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_client_meets_the_gates_on_the_evaluation_sets() {
     let server = TestServer::start("").await;
@@ -207,7 +207,7 @@ async fn openai_client_meets_the_gates_on_the_evaluation_sets() {
         ("chat_eval_holdout4.json", 0.96, 0.96),
         ("chat_eval_holdout3.json", 0.94, 0.96),
         ("chat_eval_holdout2.json", 0.96, 0.95),
-        ("chat_eval_holdout.json", 0.93, 0.93),
+        ("chat_eval_holdout.json", 0.94, 0.93),
         ("chat_eval_tune3.json", 0.95, 0.95),
         ("chat_eval_tune2.json", 0.98, 0.92),
         ("chat_paraphrases.json", 0.93, 0.98),

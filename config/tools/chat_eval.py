@@ -11,7 +11,7 @@ Embeddings as the server computes them: tokenizer.json with truncation at 256 wo
 pieces, no padding, mean pooling, L2 normalisation, one text per run.
 
     .venv/bin/python config/tools/chat_eval.py                  # shipped settings, tune split
-    .venv/bin/python config/tools/chat_eval.py --part holdout3  # report only: never tune on it
+    .venv/bin/python config/tools/chat_eval.py --part holdout4  # report only: never tune on it
     .venv/bin/python config/tools/chat_eval.py --grid           # best threshold per keyword weight
     .venv/bin/python config/tools/chat_eval.py --table --old-kb OLD.toml   # the README's table
     .venv/bin/python config/tools/chat_eval.py --kb OLD.toml --baseline   # the old logic
