@@ -233,3 +233,31 @@ fn executor_settings(config: &Config) -> Value {
     }
     settings
 }
+
+/// Adds the generative model (when served) to an `/info` body: the model, its scheduler,
+/// slots and context, and what the process holds in memory now.
+pub fn add_generation(
+    info: &mut Value,
+    config: &Config,
+    generator: Option<&crate::generate::Generator>,
+) {
+    let Some(g) = generator else { return };
+    let c = &config.generation;
+    let i = g.info();
+    info["generation"] = serde_json::json!({
+        "model": i.model,
+        "scheduler": c.scheduler.as_str(),
+        "slots": i.slots,
+        "max_context": i.max_context,
+        "prefill_chunk_tokens": c.prefill_chunk_tokens,
+        "max_step_tokens": c.max_step_tokens,
+        "static_batch": c.static_batch,
+        "max_tokens_cap": c.max_tokens_cap,
+        "default_max_tokens": c.default_max_tokens,
+        "queue_capacity": c.queue_capacity,
+        "threads": i.threads,
+        "weights": i.weights,
+        "kv_cache_bytes": i.kv_cache_bytes,
+        "process_rss_bytes": crate::executor::resident_bytes(),
+    });
+}

@@ -36,6 +36,7 @@ pub mod config;
 pub mod connections;
 pub mod engine;
 pub mod executor;
+pub mod generate;
 pub mod http;
 mod idle;
 mod info;

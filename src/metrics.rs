@@ -18,11 +18,13 @@ use std::time::Instant;
 
 mod connections;
 mod cores;
+mod generation;
 mod processes;
 mod reload;
 mod snapshot;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use generation::GenerationMetrics;
 pub use processes::ProcessMetrics;
 pub use reload::{ReloadMetrics, ReloadOutcome};
 pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
@@ -177,6 +179,7 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     pub reload: ReloadMetrics,
     pub processes: ProcessMetrics,
+    pub generation: GenerationMetrics,
 }
 
 impl Metrics {
@@ -338,6 +341,7 @@ impl Metrics {
             reload: ReloadMetrics::register(&registry),
             strategy: RwLock::new(strategy),
             processes: ProcessMetrics::register(&registry),
+            generation: GenerationMetrics::register(&registry, seconds_buckets()),
             registry,
             process,
             startup,

@@ -64,6 +64,23 @@ impl CoreBudget {
         }
     }
 
+    /// Waits until `n` cores (at most the whole budget) are idle, and holds them: a
+    /// generation step, whose width is its session's thread count.
+    pub async fn reserve_n(&self, n: usize) -> Cores {
+        let n = n.clamp(1, self.total);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(n as u32)
+            .await
+            .expect("the core semaphore is never closed");
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        Cores {
+            permit,
+            batches: self.batches.clone(),
+        }
+    }
+
     /// Waits until no batch holds cores: every batch dispatched has finished.
     pub async fn idle(&self) {
         let all = self

@@ -24,7 +24,7 @@ mod workers;
 
 pub use cores::Cores;
 pub use job::{Done, Job};
-pub use pool::Footprint;
+pub use pool::{resident_bytes, Footprint};
 pub use processes::{worker_main, ProcessFootprint};
 
 use crate::config::{ExecutorConfig, Strategy};
@@ -39,9 +39,19 @@ use width::{Demand, Ladder};
 /// job then runs is the strategy.
 pub(crate) trait Dispatch: Send + Sync {
     fn dispatch(&self, job: Job);
+    /// Runs `task` where this strategy runs its batches. Strategies whose engines live
+    /// elsewhere (`processes`) run it on tokio's blocking pool: a generation step needs
+    /// the key/value cache of this process.
+    fn run(&self, task: Task) {
+        drop(tokio::task::spawn_blocking(task));
+    }
     /// Stops accepting jobs and waits for the threads this strategy owns. Blocking.
     fn shutdown(&self) {}
 }
+
+/// Work other than an embedding batch, run on the strategy's thread: a generation step,
+/// which owns its engine and answers through its own channel.
+pub type Task = Box<dyn FnOnce() + Send>;
 
 /// A started strategy, what loading its sessions cost, and the sessions when they live in
 /// this process.
@@ -140,6 +150,31 @@ impl Executor {
         self.metrics.inflight_batches.inc();
         job.cores = Some(cores);
         self.dispatch.dispatch(job);
+    }
+
+    /// Waits until `n` cores are idle (at most the budget) and holds them: what a
+    /// generation step on `n` intra-op threads needs, so it never oversubscribes the CPU
+    /// beside embedding batches.
+    pub async fn reserve_n(&self, n: usize) -> Cores {
+        self.budget.reserve_n(n).await
+    }
+
+    /// The core budget's size.
+    pub fn cores(&self) -> usize {
+        self.ladder.cores
+    }
+
+    /// Runs `task` on the strategy's thread with `cores` held until it returns; the task
+    /// gets the width it holds.
+    pub fn run_task(&self, cores: Cores, task: impl FnOnce(usize) + Send + 'static) {
+        let metrics = self.metrics.clone();
+        self.dispatch.run(Box::new(move || {
+            let width = cores.width();
+            metrics.cores.busy.add(width as i64);
+            task(width);
+            metrics.cores.busy.sub(width as i64);
+            drop(cores);
+        }));
     }
 
     /// Runs a short input through every session of this process. Blocking: a reload
