@@ -22,7 +22,7 @@ setup:
 test-setup: setup
 	@bash scripts/test-setup.sh
 
-# The Python peer the sweep measures concur against (loadtest/README.md): .venv-peer.
+# The Python peer the sweep measures concur against (docs/loadtest.md): .venv-peer.
 peer-setup: setup
 	@bash scripts/peer-setup.sh
 
