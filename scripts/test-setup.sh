@@ -66,7 +66,7 @@ setup_prometheus() {
         need_root "prometheus"
         say "installing prometheus and promtool (Debian package prometheus)"
         export DEBIAN_FRONTEND=noninteractive
-        # Other engineers may be installing too: wait for dpkg's lock instead of failing.
+        # Another apt run may hold dpkg's lock: wait for it instead of failing.
         local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
         $SUDO "${apt[@]}" update >/dev/null
         # policy-rc.d (exit 101) keeps the package from starting its service on install; an
