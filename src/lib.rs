@@ -14,19 +14,20 @@
 //!   grouping, long inputs alone); drops expired and cancelled inputs before they reach the
 //!   engine; reserves cores, then picks each batch's width.
 //! - [`executor`]: the strategy, i.e. which thread runs the forward pass (`inline`,
-//!   `spawn_blocking`, `rayon` or `workers`), and the parallelism, i.e. on how many cores:
-//!   a core budget shared by sessions of several widths, each batch's width chosen from
-//!   the moment (`elastic`) or fixed.
+//!   `spawn_blocking`, `rayon`, `workers`, or `processes`: child processes fed over a Unix
+//!   socket), and the parallelism, i.e. on how many cores: a core budget shared by sessions
+//!   of several widths, each batch's width chosen from the moment (`elastic`) or fixed.
 //! - [`engine`]: synchronous ONNX Runtime sessions, mean pooling, normalisation.
 //!
 //! Beside the path: [`config`] (TOML -> validated config, and which keys may change live),
 //! [`reload`] (switching the config while serving: a new executor is built and warmed,
 //! swapped into the batcher between batches, the old one drained and joined),
 //! [`state`] (what handlers share: the live config and services, swapped whole),
-//! [`metrics`] (every Prometheus metric, and the live page's snapshot of them), [`lag`] (event-loop lag probe), [`threads`] (thread budget), [`chat`]
-//! (the retrieval bot), [`server`] (lifecycle and shutdown), [`connections`] (accept
-//! loops, the connection cap and shedding idle connections at it; `idle` holds the
-//! per-connection timers), [`bench`] (raw engine ceiling).
+//! [`metrics`] (every Prometheus metric, and the live page's snapshot of them), [`lag`]
+//! (event-loop lag probe), [`threads`] (thread budget), [`chat`] (the retrieval bot),
+//! [`server`] (lifecycle and shutdown), [`connections`] (accept loops, the connection cap
+//! and shedding idle connections at it; `idle` holds the per-connection timers),
+//! [`bench`](mod@bench) (raw engine ceiling).
 
 pub mod admission;
 pub mod batcher;

@@ -1,4 +1,4 @@
-//! Configuration: TOML ([`raw`]) is parsed once, validated once into [`Config`], and only the
+//! Configuration: TOML (`raw`) is parsed once, validated once into [`Config`], and only the
 //! validated sub-structs build components. Every default lives here and is documented in
 //! `config/default.toml`.
 

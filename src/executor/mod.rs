@@ -1,10 +1,10 @@
 //! The executor: where a batch's forward pass runs (the *strategy*) and on how many cores
-//! (the *parallelism*). One file per strategy, all behind [`Dispatch`]; they differ only in
+//! (the *parallelism*). One file per strategy, all behind `Dispatch`; they differ only in
 //! which thread calls [`Engine::embed`](crate::engine::Engine::embed).
 //!
 //! - [`width`]: the session widths to load and how many cores the next batch gets (pure).
-//! - [`cores`]: the core budget; a running batch holds as many cores as its width.
-//! - [`pool`]: the sessions of every width, borrowed per batch by any strategy.
+//! - `cores`: the core budget; a running batch holds as many cores as its width.
+//! - `pool`: the sessions of every width, borrowed per batch by any strategy.
 //!
 //! The bridge between the async world and the synchronous engine lives here and nowhere
 //! else: the batcher reserves [`Cores`] before it forms a batch, widens them when more
