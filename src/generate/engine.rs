@@ -63,6 +63,16 @@ pub struct Forward<'a> {
     pub past: &'a [usize],
 }
 
+/// What the scheduler needs of a decoder: forward passes over rows of a cache that stays
+/// in place, and moving a row. [`GenEngine`] is the real one; tests of the scheduler use
+/// a fake whose "cache" is each row's token history.
+pub trait Decoder: Send {
+    /// The logits of each row's last new token, `[rows x vocab]` row-major.
+    fn forward(&mut self, step: &Forward<'_>) -> Result<Vec<f32>, EngineError>;
+    /// Moves a sequence's cache from row `from` to row `to` (its first `len` positions).
+    fn move_row(&mut self, from: usize, to: usize, len: usize);
+}
+
 /// The loaded decoder and its cache.
 pub struct GenEngine {
     session: Session,
@@ -132,15 +142,14 @@ impl GenEngine {
     pub fn kv_shape(&self) -> KvShape {
         self.kv.shape()
     }
+}
 
-    /// Moves a sequence's cache from row `from` to row `to` (its first `len` positions).
-    pub fn move_row(&mut self, from: usize, to: usize, len: usize) {
+impl Decoder for GenEngine {
+    fn move_row(&mut self, from: usize, to: usize, len: usize) {
         self.kv.move_row(from, to, len)
     }
 
-    /// Runs one forward pass and returns the logits of each row's last new token,
-    /// `[rows x vocab]` row-major.
-    pub fn forward(&mut self, step: &Forward<'_>) -> Result<Vec<f32>, EngineError> {
+    fn forward(&mut self, step: &Forward<'_>) -> Result<Vec<f32>, EngineError> {
         let rows = step.tokens.len();
         let seq = step.tokens.first().map_or(0, |t| t.len());
         let shape = self.kv.shape();
@@ -182,6 +191,11 @@ impl GenEngine {
         let total = Tensor::from_array(ndarray::arr0(total as i32).into_dyn()).map_err(err)?;
         binding
             .bind_input("total_sequence_length", &total)
+            .map_err(err)?;
+        // Bound first: `ort` names the bound outputs it returns in the order it was told
+        // of them, and the cache outputs are bound behind its back (see `bind_raw`).
+        binding
+            .bind_output_to_device("logits", &self.cpu)
             .map_err(err)?;
         // The views must live until the run has finished: ONNX Runtime holds raw pointers.
         let mut views = Vec::with_capacity(2 * shape.layers);

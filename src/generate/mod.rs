@@ -20,6 +20,8 @@ pub mod kv;
 pub mod policy;
 pub mod sampler;
 pub mod scheduler;
+#[cfg(test)]
+mod scheduler_tests;
 mod seq;
 mod step;
 pub mod text;
@@ -124,6 +126,11 @@ impl TokenStream {
     pub async fn next(&mut self) -> Option<GenEvent> {
         self.rx.recv().await
     }
+
+    #[cfg(test)]
+    fn for_tests(prompt_tokens: usize, rx: mpsc::Receiver<GenEvent>) -> TokenStream {
+        TokenStream { prompt_tokens, rx }
+    }
 }
 
 /// What `/info` and the API say about the generative model.
@@ -196,7 +203,9 @@ pub fn start(
     let scheduler = scheduler::Scheduler::new(scheduler::Parts {
         commands: rx,
         queued: queued.clone(),
-        engine,
+        stop_ids: engine.spec().stop_token_ids.clone(),
+        context: config.max_context,
+        engine: Box::new(engine),
         executor,
         policy: policy::PolicyConfig::from_config(config),
         threads,

@@ -6,7 +6,7 @@
 //! right after them. When a sequence leaves, the last row moves into its place (once), so
 //! a decode step always runs a contiguous block of rows.
 
-use super::engine::GenEngine;
+use super::engine::Decoder;
 use super::policy::{self, Load, PolicyConfig};
 use super::seq::{Ended, Seq};
 use super::step::{Prefill, Step, StepOutput};
@@ -50,7 +50,7 @@ pub struct Scheduler {
     rows: Vec<Seq>,
     /// Row moves the next step applies before its forward passes.
     moves: Vec<(usize, usize, usize)>,
-    engine: Option<GenEngine>,
+    engine: Option<Box<dyn Decoder>>,
     executor: Arc<Executor>,
     policy: PolicyConfig,
     /// Intra-op threads of the engine: the cores each step holds.
@@ -65,7 +65,10 @@ pub struct Scheduler {
 pub struct Parts {
     pub commands: mpsc::Receiver<Command>,
     pub queued: Arc<AtomicUsize>,
-    pub engine: GenEngine,
+    pub engine: Box<dyn Decoder>,
+    /// Tokens that end a sequence, and a slot's context.
+    pub stop_ids: Vec<u32>,
+    pub context: usize,
     pub executor: Arc<Executor>,
     pub policy: PolicyConfig,
     pub threads: usize,
@@ -75,8 +78,6 @@ pub struct Parts {
 
 impl Scheduler {
     pub fn new(p: Parts) -> Scheduler {
-        let stop_ids = p.engine.spec().stop_token_ids.clone();
-        let context = p.engine.kv_shape().max_context;
         Scheduler {
             commands: p.commands,
             queued: p.queued,
@@ -89,8 +90,8 @@ impl Scheduler {
             policy: p.policy,
             threads: p.threads,
             tokenizer: p.tokenizer,
-            stop_ids,
-            context,
+            stop_ids: p.stop_ids,
+            context: p.context,
             metrics: p.metrics,
         }
     }
@@ -223,7 +224,7 @@ impl Scheduler {
         for &i in ended.iter().rev() {
             let last = self.rows.len() - 1;
             if i != last {
-                self.moves.push((last, i, self.rows[last].cached() + 1));
+                self.moves.push((last, i, self.rows[last].cached()));
             }
             self.rows.swap_remove(i);
         }
@@ -296,9 +297,10 @@ impl Scheduler {
         let cores = self.executor.reserve_n(self.threads).await;
         let (tx, rx) = oneshot::channel();
         self.executor.run_task(cores, move |_width| {
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step.run(&mut engine)))
-                    .unwrap_or(Err(EngineError::Panicked));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                step.run(engine.as_mut())
+            }))
+            .unwrap_or(Err(EngineError::Panicked));
             let _ = tx.send((engine, result));
         });
         let (engine, result) = rx

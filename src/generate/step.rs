@@ -1,7 +1,7 @@
 //! One scheduler step as the executor runs it: row moves, a decode pass over the running
 //! rows, a prefill chunk of one prompt, and sampling, all on the strategy's thread.
 
-use super::engine::{Forward, GenEngine};
+use super::engine::{Decoder, Forward};
 use super::sampler::Sampler;
 use crate::engine::EngineError;
 use std::time::{Duration, Instant};
@@ -45,7 +45,7 @@ impl Step {
     }
 
     /// Runs the step on `engine`.
-    pub fn run(self, engine: &mut GenEngine) -> Result<StepOutput, EngineError> {
+    pub fn run(self, engine: &mut dyn Decoder) -> Result<StepOutput, EngineError> {
         let start = Instant::now();
         for &(from, to, len) in &self.moves {
             engine.move_row(from, to, len);

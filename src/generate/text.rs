@@ -33,6 +33,14 @@ impl ChatTokenizer {
         })
     }
 
+    /// Wraps a tokenizer built in code (tests of the scheduler).
+    pub fn from_tokenizer(tokenizer: Tokenizer) -> ChatTokenizer {
+        ChatTokenizer {
+            tokenizer,
+            default_system: DEFAULT_SYSTEM.into(),
+        }
+    }
+
     /// Token ids of `text`; ChatML markers in it are read as the special tokens they name,
     /// as llama.cpp reads a rendered template.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
