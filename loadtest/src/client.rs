@@ -1,5 +1,6 @@
-//! The HTTP client: request bodies for each endpoint, the endpoint mix, and
-//! a guard that keeps all traffic on the loopback interface.
+//! The HTTP client: request bodies for each endpoint, the endpoint mix, a
+//! guard that keeps all traffic on the loopback interface, and how one
+//! request ended ([`Outcome`]), which `stats` accounts.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -14,8 +15,6 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-
-use crate::stats::Outcome;
 
 /// The model name the server expects in request bodies.
 pub const MODEL: &str = "all-MiniLM-L6-v2";
@@ -162,6 +161,31 @@ pub fn check_loopback(base: &str) -> Result<Uri> {
         bail!("refusing to send load to {host}: only loopback addresses are allowed");
     }
     Ok(uri)
+}
+
+/// How one request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx response with its body fully read.
+    Ok,
+    /// Any non-2xx status (429 overloaded, 503 deadline or draining, ...).
+    Status(u16),
+    /// No complete response within the request timeout.
+    Timeout,
+    /// Connection refused or reset, or a malformed response.
+    Transport,
+}
+
+impl Outcome {
+    /// The key under which errors are counted in summaries.
+    pub fn error_key(self) -> Option<String> {
+        match self {
+            Outcome::Ok => None,
+            Outcome::Status(code) => Some(code.to_string()),
+            Outcome::Timeout => Some("timeout".into()),
+            Outcome::Transport => Some("transport".into()),
+        }
+    }
 }
 
 /// A pooled HTTP/1 client bound to one loopback server.

@@ -360,7 +360,7 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
             ),
         }
     }
-    if let Some(table) = loadtest::report::light_load_section(&report) {
+    if let Some(table) = loadtest::sweep::report::light_load_section(&report) {
         println!("\n{table}");
     }
     println!("report: {}", a.out.join("report.md").display());
