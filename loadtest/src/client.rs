@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
@@ -250,6 +251,20 @@ impl Client {
             Ok(Ok(s)) if s.is_success() => Outcome::Ok,
             Ok(Ok(s)) => Outcome::Status(s.as_u16()),
         }
+    }
+
+    /// `POST path` with a JSON body, returning as soon as the response's
+    /// headers are in: the caller reads the body as it streams.
+    pub async fn post_json_streaming(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Response<Incoming>> {
+        let req = Request::post(self.uri(path)?)
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream")
+            .body(Full::new(Bytes::from(body)))?;
+        Ok(self.inner.request(req).await?)
     }
 
     /// `GET path`, returning the status and body text.
