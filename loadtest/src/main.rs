@@ -1,5 +1,8 @@
-//! `loadtest` command line: `run` for one load test, `sweep` for the
-//! strategy comparison. All logic lives in the library.
+//! `loadtest` command line: `run` for one load test, `stream` for one
+//! streaming chat run, `sweep` for the strategy comparison. All logic lives
+//! in the library.
+
+mod stream_cmd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +28,9 @@ struct Cli {
 enum Command {
     /// One closed-loop (--users) or open-loop (--rate) run against a running server.
     Run(RunArgs),
+    /// One streaming chat run (OpenAI server-sent events) against any
+    /// OpenAI-compatible server: TTFT, inter-token latency, tokens/s.
+    Stream(stream_cmd::StreamArgs),
     /// Start the server once per config preset, find its sustainable rate, write a report.
     Sweep(SweepArgs),
 }
@@ -378,6 +384,7 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Run(a) => run_cmd(a).await,
+            Command::Stream(a) => stream_cmd::run(a).await,
             Command::Sweep(a) => sweep_cmd(a).await,
         }
     })
