@@ -255,6 +255,12 @@ impl Client {
 
     /// `POST path` with a JSON body, returning as soon as the response's
     /// headers are in: the caller reads the body as it streams.
+    ///
+    /// On a connection of its own (`connection: close`): llama.cpp's server
+    /// closes the connection after a streamed response although it announces
+    /// keep-alive, so a pooled connection would fail the next stream now and
+    /// then (a client-side race, not a server error). A fresh loopback
+    /// connection per stream costs far less than one generated token.
     pub async fn post_json_streaming(
         &self,
         path: &str,
@@ -263,6 +269,7 @@ impl Client {
         let req = Request::post(self.uri(path)?)
             .header("content-type", "application/json")
             .header("accept", "text/event-stream")
+            .header("connection", "close")
             .body(Full::new(Bytes::from(body)))?;
         Ok(self.inner.request(req).await?)
     }

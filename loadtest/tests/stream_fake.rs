@@ -149,6 +149,22 @@ async fn refusals_breaks_and_missing_done_are_counted_and_nothing_hangs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_closing_after_each_stream_costs_no_stream() {
+    let close = Plan {
+        ending: Ending::DoneThenClose,
+        ..plain(2, 5)
+    };
+    let (url, _) = spawn(Arc::new(move |_| Script::Stream(close)), true).await;
+    let mut o = options(&url, closed(2));
+    o.max_requests = Some(12);
+    let s = tokio::time::timeout(Duration::from_secs(30), run(&o))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert_eq!((s.totals.successes, s.totals.error_count()), (12, 0), "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_times_out_within_its_bound() {
     let stall = Plan {
         ending: Ending::Stall(Duration::from_secs(30)),

@@ -167,9 +167,8 @@ async fn read(client: &Client, body: Vec<u8>, trace: &mut Trace) -> End {
         };
         let data = event.data.trim();
         if data == "[DONE]" {
-            // Drain the rest (the chunked body's terminator) so the
-            // connection goes back to the pool.
-            while let Some(Ok(_)) = events.next().await {}
+            // The stream is over for the user; whatever follows (the
+            // body's terminator) is not waited for: the connection closes.
             return End::Done;
         }
         if let Err(end) = on_chunk(data, trace) {

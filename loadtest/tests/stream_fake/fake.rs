@@ -15,6 +15,9 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Ending {
     /// Usage chunk, then `data: [DONE]`.
     Done,
+    /// The same, then the connection closes although nothing said so
+    /// (as llama.cpp's server does after a stream).
+    DoneThenClose,
     /// The connection closes after this many text chunks, mid-body.
     Break(usize),
     /// The body ends properly, without `[DONE]`.
@@ -227,11 +230,11 @@ async fn answer(out: &mut TcpStream, script: Script, seen: &Seen) -> bool {
     }
     let total = chunks as u64 * per_chunk;
     let mut tail = String::new();
-    if matches!(ending, Ending::Done) {
+    if matches!(ending, Ending::Done | Ending::DoneThenClose) {
         tail += &event(&serde_json::json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": total}}).to_string());
         tail += &event("[DONE]");
         seen.tokens_done.fetch_add(total, Ordering::SeqCst);
     }
     tail += "0\r\n\r\n";
-    out.write_all(tail.as_bytes()).await.is_ok()
+    out.write_all(tail.as_bytes()).await.is_ok() && !matches!(ending, Ending::DoneThenClose)
 }
