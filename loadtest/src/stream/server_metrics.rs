@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
-use crate::prom::{Sample, Scrape};
+use crate::prom::{Hist, Sample, Scrape};
 
 /// The prefixes kept when none are given.
 pub const DEFAULT_PREFIXES: [&str; 2] = ["concur_generation_", "llamacpp:"];
@@ -145,38 +145,28 @@ pub fn summarise(scrapes: &[Scrape]) -> ServerFigures {
     let (Some(first), Some(last)) = (scrapes.first(), scrapes.last()) else {
         return out;
     };
-    let hist_names: Vec<String> = last
+    let mut hist_names: Vec<String> = last
         .samples
         .iter()
         .filter_map(|s| s.name.strip_suffix("_bucket").map(str::to_string))
         .collect();
+    hist_names.dedup();
+    for name in &hist_names {
+        if let Some(after) = last.hist(name, &[]) {
+            let d = after.delta(first.hist(name, &[]).as_ref());
+            out.histograms.insert(name.clone(), hist_figures(&d));
+        }
+    }
     let is_hist_part = |name: &str| {
         ["_bucket", "_sum", "_count"].iter().any(|sfx| {
             name.strip_suffix(sfx)
                 .is_some_and(|b| hist_names.iter().any(|h| h == b))
         })
     };
-    for name in &hist_names {
-        if out.histograms.contains_key(name) {
-            continue;
-        }
-        let Some(after) = last.hist(name, &[]) else {
-            continue;
-        };
-        let d = after.delta(first.hist(name, &[]).as_ref());
-        out.histograms.insert(
-            name.clone(),
-            HistFigures {
-                count: d.count,
-                mean: d.mean(),
-                p50: d.quantile(0.5),
-                p90: d.quantile(0.9),
-                p99: d.quantile(0.99),
-            },
-        );
-    }
+    // A gauge is taken while the load ran: every scrape but the after-run
+    // one (or that one alone, if it is all there is).
+    let during = &scrapes[..scrapes.len().saturating_sub(1).max(1)];
     for s in last.samples.iter().filter(|s| !is_hist_part(&s.name)) {
-        let key = series_key(s);
         let value_in = |scrape: &Scrape| {
             scrape
                 .samples
@@ -185,25 +175,33 @@ pub fn summarise(scrapes: &[Scrape]) -> ServerFigures {
                 .map(|x| x.value)
         };
         if s.name.ends_with("_total") {
-            out.counters
-                .insert(key, s.value - value_in(first).unwrap_or(0.0));
-            continue;
+            let increase = s.value - value_in(first).unwrap_or(0.0);
+            out.counters.insert(series_key(s), increase);
+        } else {
+            let values: Vec<f64> = during.iter().filter_map(value_in).collect();
+            out.gauges
+                .insert(series_key(s), gauge_figures(&values, s.value));
         }
-        // The gauge while the load ran: every scrape but the after-run one
-        // (or that one alone, if it is all there is).
-        let during = &scrapes[..scrapes.len().saturating_sub(1).max(1)];
-        let values: Vec<f64> = during.iter().filter_map(value_in).collect();
-        let n = values.len().max(1) as f64;
-        out.gauges.insert(
-            key,
-            GaugeFigures {
-                mean: values.iter().sum::<f64>() / n,
-                max: values.iter().copied().fold(f64::NAN, f64::max),
-                last: s.value,
-            },
-        );
     }
     out
+}
+
+fn hist_figures(d: &Hist) -> HistFigures {
+    HistFigures {
+        count: d.count,
+        mean: d.mean(),
+        p50: d.quantile(0.5),
+        p90: d.quantile(0.9),
+        p99: d.quantile(0.99),
+    }
+}
+
+fn gauge_figures(values: &[f64], last: f64) -> GaugeFigures {
+    GaugeFigures {
+        mean: values.iter().sum::<f64>() / values.len().max(1) as f64,
+        max: values.iter().copied().fold(f64::NAN, f64::max),
+        last,
+    }
 }
 
 #[cfg(test)]
