@@ -104,7 +104,15 @@ pub async fn run(opts: &StreamOptions) -> Result<StreamSummary> {
         label,
         start,
         opts.warmup + opts.duration,
-        move || counts.lock().expect("recorder lock").status(),
+        move || {
+            let status = counts.lock().expect("recorder lock").status();
+            // Past the window, streams already sent run to their end.
+            if Instant::now() >= end {
+                format!("{status}, finishing the streams in flight")
+            } else {
+                status
+            }
+        },
     );
     let scheduled = match opts.load {
         Load::Closed { users, think_time } => {
