@@ -94,6 +94,9 @@ pub struct StreamArgs {
     /// llama-server's slots (-np); default --streams, or 4 in the open loop.
     #[arg(long, requires = "llama_server")]
     slots: Option<usize>,
+    /// llama-server's CPU threads (-t).
+    #[arg(long, default_value_t = 2, requires = "llama_server")]
+    llama_threads: usize,
     /// llama-server's log file.
     #[arg(long, default_value = "llama-server.log", requires = "llama_server")]
     llama_log: PathBuf,
@@ -150,7 +153,8 @@ impl StreamArgs {
 pub async fn run(a: StreamArgs) -> Result<()> {
     let summary = if a.llama_server {
         let slots = a.slots.or(a.streams).unwrap_or(4);
-        let server = LlamaServer::new(a.llama_bin.clone(), a.gguf.clone(), slots);
+        let mut server = LlamaServer::new(a.llama_bin.clone(), a.gguf.clone(), slots);
+        server.threads = a.llama_threads.max(1);
         eprintln!(
             "starting llama-server with {slots} slots (log: {})",
             a.llama_log.display()
