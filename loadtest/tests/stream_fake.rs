@@ -57,7 +57,7 @@ async fn closed_loop_counts_tokens_ttft_and_itl_per_chunk() {
     assert_eq!(t.itl.count, 30, "5 gaps in each of 6 streams");
     // Wide bounds: 60 ms to the first chunk, 40 ms gaps, 260 ms a stream.
     assert!(
-        t.ttft.p50_ms >= 59.0 && t.ttft.p50_ms < 2000.0,
+        t.ttft.p50_ms >= 59.0 && t.ttft.p50_ms < 5000.0,
         "{:?}",
         t.ttft
     );
