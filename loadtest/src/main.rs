@@ -279,16 +279,19 @@ fn switch_plan(a: &RunArgs) -> Result<Option<SwitchPlan>> {
     }))
 }
 
-/// Resolves on the first SIGINT or SIGTERM, naming it.
+/// Resolves on the first SIGINT, SIGTERM or SIGHUP (the terminal closed),
+/// naming it.
 async fn interrupted() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
+        (Ok(mut int), Ok(mut term), Ok(mut hup)) => tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
         },
         // Without handlers the default dispositions stay: never resolve.
         _ => std::future::pending().await,

@@ -151,7 +151,18 @@ impl StreamArgs {
 /// Runs `loadtest stream`: against `--url`, or against a llama-server
 /// started for the run and stopped after it, on every path.
 pub async fn run(a: StreamArgs) -> Result<()> {
-    let summary = if a.llama_server {
+    // llama-server runs in a process group of its own, out of reach of the
+    // terminal's signals: on SIGINT, SIGTERM or SIGHUP the run is dropped
+    // instead, and dropping a running peer kills its group.
+    let summary = tokio::select! {
+        summary = measure(&a) => summary?,
+        signal = crate::interrupted() => bail!("{signal}: run stopped, its llama-server (if any) killed"),
+    };
+    write(&summary, a.json.as_deref())
+}
+
+async fn measure(a: &StreamArgs) -> Result<StreamSummary> {
+    Ok(if a.llama_server {
         let slots = a.slots.or(a.streams).unwrap_or(4);
         let mut server = LlamaServer::new(a.llama_bin.clone(), a.gguf.clone(), slots);
         server.threads = a.llama_threads.max(1);
@@ -167,8 +178,7 @@ pub async fn run(a: StreamArgs) -> Result<()> {
         summary
     } else {
         loadtest::stream::run(&a.options(&a.url)?).await?
-    };
-    write(&summary, a.json.as_deref())
+    })
 }
 
 fn write(summary: &StreamSummary, json: Option<&std::path::Path>) -> Result<()> {
