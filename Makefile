@@ -22,7 +22,8 @@ setup:
 test-setup: setup
 	@bash scripts/test-setup.sh
 
-# The Python peer the sweep measures concur against (docs/loadtest.md): .venv-peer.
+# The peers the sweep measures concur against (docs/loadtest.md): the Python one in .venv-peer,
+# and llama.cpp's llama-server built from source with its GGUF model in .peer/.
 peer-setup: setup
 	@bash scripts/peer-setup.sh
 

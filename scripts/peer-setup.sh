@@ -5,6 +5,8 @@
 # FastAPI and uvicorn pinned here. pip resolves their small pure-Python dependencies (starlette,
 # pydantic, anyio, ...). Reinstalled only when the pins change; a second run takes a second.
 # The peer itself is ../shared/peers/py_peer_server.py; docs/loadtest.md shows the sweep command.
+# Then scripts/peer-llama.sh: llama.cpp's llama-server built from source and its GGUF model,
+# in .peer/ (the generation peer).
 # Env: PYTHON (default python3).
 set -euo pipefail
 
@@ -45,3 +47,4 @@ else
     say "$VENV up to date"
 fi
 say "done: $VENV/bin/python -m uvicorn --app-dir ../shared/peers py_peer_server:app (see docs/loadtest.md)"
+bash scripts/peer-llama.sh

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::sweep::{CeilingRate, Step, SweepReport};
+use crate::sweep::results::{CeilingRate, Step, SweepReport};
 
 /// One row's name and steps.
 struct Row<'a> {
@@ -127,7 +127,7 @@ pub fn section(r: &SweepReport) -> Option<String> {
 mod tests {
     use super::super::tests::{report, step};
     use super::*;
-    use crate::sweep::PeerResult;
+    use crate::sweep::results::PeerResult;
 
     /// The fixture report with light-load steps at 1 and 4 users, a
     /// ceiling step at 0.8 × 190 seq/s, and one peer.
@@ -181,7 +181,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        let full = crate::report::markdown(&r);
+        let full = crate::sweep::report::markdown(&r);
         assert!(
             full.contains("Command: `loadtest sweep --peer 'py=python -m x --port {port}'`"),
             "{full}"

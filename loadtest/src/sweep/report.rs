@@ -1,5 +1,6 @@
 //! The sweep report: `report.md` with the comparison table, SVG charts,
-//! and `results.json` with every figure for machines.
+//! and `results.json` with every figure for machines. It only renders the
+//! sweep's results; the sweep calls it, never the other way round.
 
 mod ipc;
 mod light;
@@ -10,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::svg::{self, Chart, Series};
-use crate::sweep::{PeerResult, PresetResult, Step, SweepReport};
+use crate::sweep::results::{PeerResult, PresetResult, Step, SweepReport};
 
 pub use light::section as light_load_section;
 
@@ -394,7 +395,8 @@ mod tests {
     use crate::run::RunSummary;
     use crate::server::BenchResult;
     use crate::stats::{LatencySummary, Totals};
-    use crate::sweep::{SweepOptions, Versions};
+    use crate::sweep::options::SweepOptions;
+    use crate::sweep::results::Versions;
 
     pub(super) fn step(
         kind: &str,

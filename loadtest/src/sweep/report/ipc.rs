@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::sweep::SweepReport;
+use crate::sweep::results::SweepReport;
 
 /// The section, or `None` when no preset ran batches in child processes.
 pub fn section(r: &SweepReport) -> Option<String> {
