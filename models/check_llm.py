@@ -6,12 +6,17 @@ model.onnx, run the way the Rust engine runs it: onnxruntime IOBinding with one 
 bound as both past and present (GroupQueryAttention updates it in place), 2 intra-op threads.
   1. whole-prompt prefill (batch 1)
   2. chunked prefill, chunks of 7 tokens, earlier chunks already in the cache
-  3. batched decode: rows prefilled to different lengths in one buffer, then decode steps of
-     all rows together until the longest prompt ends
+  3. batched decode: rows prefilled to different lengths (3, 7, 20 tokens after the first
+     step) in one buffer, then 12 decode steps of all rows together (the prompts and the
+     tokenizer texts long enough: 18 rows)
   4. greedy generation of 20 tokens after "The capital of France is" (must mention Paris)
-Each logits row is compared with the reference at the same position: top-1 must agree unless
-the reference's own top two are within TIE of each other, and the largest absolute logit
-difference must stay under the limit of the weights mode named in generation.json.
+Each logits row is compared with the reference at the same position. Printed: top-1 agreement,
+how far below the reference's top logit the worst top-1 pick lies (0 when all agree) and the
+largest absolute logit difference. Limits (EXACT / APPROX below), by generation.json: a graph
+with the GGUF's own weights and fp32 MatMulNBits must agree to rounding; with the 8-bit head on
+int8 activations (the default) a pick may lie at most 0.25 below the reference's top logit and
+no logit may move more than 1.0 (measured: 0.03 and 0.47; int8 activations in the 4-bit layers
+too give 1.1 and 5.2, re-quantized weights 7.1 and 23: both fail).
 
 Tokenizer: tokenizer.json through `tokenizers` must give exactly llama.cpp's ids for the texts
 in llm_tokenizer_reference.json (made by llm_tokenizer_reference.py).
@@ -39,13 +44,21 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from llm_reference import Reference, gguf_path  # noqa: E402
 
-# largest |logit - reference| allowed, by weights mode: "map" differs only by float rounding;
-# "requant" re-quantizes every 4-bit block
-MAX_ABS = {"map": 0.01, "requant": 3.0}
-MIN_AGREE = {"map": 1.0, "requant": 0.9}
-TIE = {"map": 0.02, "requant": 0.0}  # a pick within TIE of the reference's top logit is a tie
+# Limits: (largest |logit - reference|, largest shortfall of a top-1 pick below the reference's
+# top logit). Weights equal to the GGUF's with MatMulNBits in fp32 differ by rounding only; the
+# 8-bit head on int8 activations (head accuracy_level 4) moves logits by up to about 0.5.
+EXACT = (0.01, 0.02)
+APPROX = (1.0, 0.25)
+
+
+def limits(gen: dict) -> tuple[float, float]:
+    exact = gen["weights"] in ("map", "offset") and gen["accuracy_level"] == 0 and gen["head_accuracy_level"] == 0
+    return EXACT if exact else APPROX
+
+
 CHUNK = 7
-DECODE_LENGTHS = (3, 7, 20)
+DECODE_LENGTHS = (3, 7, 20)  # tokens in each row's cache after the first batched decode step
+DECODE_STEPS = 12
 
 PROMPTS = [
     "The capital of France is",
@@ -90,20 +103,29 @@ class Engine:
 class Tally:
     """Top-1 agreement and largest logit difference against the reference, per scenario."""
 
-    def __init__(self, weights: str) -> None:
-        self.weights = weights
+    def __init__(self, gen: dict) -> None:
+        self.max_abs, self.tie = limits(gen)
         self.ok = True
+        self.picks: list[tuple[int, float, float]] = []  # (agrees, shortfall, max |diff|) per position
 
-    def compare(self, label: str, got: list[np.ndarray], want: list[np.ndarray]) -> None:
-        got_top = [int(g.argmax()) for g in got]
-        strict = np.mean([g == int(w.argmax()) for g, w in zip(got_top, want)])
-        agree = np.mean([w.max() - w[g] <= TIE[self.weights] for g, w in zip(got_top, want)])
+    def compare(self, label: str, got: list[np.ndarray], want: list[np.ndarray], count: bool = True) -> None:
+        picks = [int(g.argmax()) for g in got]
+        agree = np.mean([p == int(w.argmax()) for p, w in zip(picks, want)])
+        # how far below the reference's top logit the worst pick lies: 0 when all picks agree
+        gap = max(float(w.max() - w[p]) for p, w in zip(picks, want))
         diff = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
-        bad = agree < MIN_AGREE[self.weights] or diff > MAX_ABS[self.weights]
-        ties = f" ({agree * 100:.2f}% with ties)" if agree != strict else ""
-        print(f"  {label:42s} positions {len(got):3d}  top-1 {strict * 100:6.2f}%{ties}  "
-              f"max |diff| {diff:.4f}  {'FAIL' if bad else 'ok'}")
+        bad = gap > self.tie or diff > self.max_abs
+        if count:
+            self.picks += [(int(p == int(w.argmax())), float(w.max() - w[p]), float(np.abs(g - w).max()))
+                           for p, g, w in zip(picks, got, want)]  # fmt: skip
+        print(f"  {label:42s} positions {len(got):3d}  top-1 {agree * 100:6.2f}% (worst pick {gap:.3f} below)  "
+              f"max |diff| {diff:.4f}  {'FAIL' if bad else 'ok'}")  # fmt: skip
         self.ok &= not bad
+
+    def summary(self) -> None:
+        agree, gap, diff = (np.array(c) for c in zip(*self.picks))
+        print(f"  {'all':42s} positions {len(agree):3d}  top-1 {agree.mean() * 100:6.2f}% (worst pick "
+              f"{gap.max():.3f} below)  max |diff| {diff.max():.4f}")  # fmt: skip
 
 
 def prefill(eng: Engine, cache: list, row: int, ids: list[int], chunk: int) -> list[np.ndarray]:
@@ -127,28 +149,24 @@ def check_prefill(eng: Engine, ref: dict, prompts: list[list[int]], tally: Tally
     tally.compare(f"chunked prefill ({CHUNK} tokens)", chunked, chunked_ref)
 
 
-def check_decode(eng: Engine, ref: dict, prompts: list[list[int]], tally: Tally) -> None:
-    """Rows start at DECODE_LENGTHS, then all decode together (teacher-forced) to the longest."""
-    rows = [p for p in prompts if len(p) >= max(DECODE_LENGTHS)][: len(DECODE_LENGTHS)]
-    if len(rows) < len(DECODE_LENGTHS):
-        sys.exit(f"need {len(DECODE_LENGTHS)} prompts of >= {max(DECODE_LENGTHS)} tokens")
-    cache = eng.new_cache(len(rows), 64)
-    lengths = [n - 1 for n in DECODE_LENGTHS]
-    for r, (ids, n) in enumerate(zip(rows, lengths)):
+def check_decode(eng: Engine, ref: dict, texts: list[list[int]], tally: Tally) -> None:
+    """Rows start at DECODE_LENGTHS (in turn), then decode together, teacher-forced, DECODE_STEPS
+    steps; the texts are the prompts and the tokenizer texts long enough for that."""
+    starts = [DECODE_LENGTHS[r % len(DECODE_LENGTHS)] - 1 for r in range(len(texts))]
+    cache = eng.new_cache(len(texts), 64)
+    for r, (ids, n) in enumerate(zip(texts, starts)):
         prefill(eng, cache, r, ids[:n], CHUNK)
     got, want = [], []
-    first = True
-    while max(lengths) < min(len(p) for p in rows):
-        ids = np.array([[p[n]] for p, n in zip(rows, lengths)])
+    lengths = starts
+    for step in range(DECODE_STEPS):
+        ids = np.array([[p[n]] for p, n in zip(texts, lengths)])
         lengths = [n + 1 for n in lengths]
-        logits = eng.step(cache, slice(0, len(rows)), ids, lengths)
-        for r, p in enumerate(rows):
-            got.append(logits[r])
-            want.append(ref[tuple(p)][lengths[r] - 1])
-        if first:
-            tally.compare(f"batched decode, rows at {list(DECODE_LENGTHS)} tokens", got, want)
-            first = False
-    tally.compare(f"batched decode, {len(got) // len(rows)} steps", got, want)
+        logits = eng.step(cache, slice(0, len(texts)), ids, lengths)
+        got += list(logits)
+        want += [ref[tuple(p)][n - 1] for p, n in zip(texts, lengths)]
+        if step == 0:
+            tally.compare(f"batched decode, {len(texts)} rows at {list(DECODE_LENGTHS)}...", got, want, count=False)
+    tally.compare(f"batched decode, {DECODE_STEPS} steps", got, want)
 
 
 def check_generate(eng: Engine, reference: Reference, tok: Tokenizer, tally: Tally, n: int = 20) -> None:
@@ -196,12 +214,17 @@ def main() -> int:
     reference = Reference(gguf_path())
     eng = Engine(args.dir / "model.onnx", gen["num_layers"], gen["num_kv_heads"], gen["head_dim"])
     prompts = [tok.encode(p).ids for p in PROMPTS]
-    ref = {tuple(p): reference.logits(p) for p in prompts}
-    print(f"model.onnx (weights={gen['weights']}, accuracy_level={gen['accuracy_level']}) against numpy:")
-    tally = Tally(gen["weights"])
+    need = max(DECODE_LENGTHS) - 1 + DECODE_STEPS
+    texts = [i["ids"][:need] for i in json.loads(args.tokenizer_reference.read_text())["items"]]
+    texts = [t for t in prompts + texts if len(t) >= need]
+    ref = {tuple(p): reference.logits(p) for p in prompts + [t for t in texts if t not in prompts]}
+    print(f"model.onnx (weights={gen['weights']}, accuracy_level={gen['accuracy_level']}, "
+          f"head {gen['head_accuracy_level']}) against numpy:")
+    tally = Tally(gen)
     check_prefill(eng, ref, prompts, tally)
-    check_decode(eng, ref, prompts, tally)
+    check_decode(eng, ref, texts, tally)
     check_generate(eng, reference, tok, tally)
+    tally.summary()
     ok &= tally.ok
     print("llm check:", "PASS" if ok else "FAIL")
     return 0 if ok else 1

@@ -13,12 +13,36 @@ and is read with the `gguf` package; the graph is built with onnx.helper (no PyT
                         llama.cpp's converter permuted q/k so that adjacent pairs rotate)
   QuickGelu(alpha=1)    = SiLU
 
-Weights (--weights):
-  map      Q4_1 blocks as they are: scale = d and a float zero point -m/d, which MatMulNBits
-           dequantizes as (q - zp) * scale = q*d + m, exact up to fp32 rounding.
-  requant  dequantize, then re-quantize with ONNX Runtime's own 4-bit quantizer (uint8 zero
-           points), which its fastest kernels expect; not exact.
---accuracy-level sets MatMulNBits' accuracy_level (4: int8 activations).
+Weights (--weights; the 4-bit matrices, all exact but requant):
+  offset   (default) Q4_1's value q*d + m split in two: MatMulNBits over q with scale d and
+           uint8 zero point 0, plus Q4_1's per-block minimum m as (block sums of x) @ m^T, a
+           [.., K/32] x [K/32, N] fp32 MatMul. Exact up to fp32 rounding, on the fast kernels.
+  map      one MatMulNBits with a float zero point -m/d: (q - zp) * d = q*d + m, exact, but
+           ONNX Runtime 1.31.1 has no fast CPU kernel for float zero points.
+  requant  dequantize, then ONNX Runtime's own 4-bit quantizer (quantize_matmul_4bits, uint8
+           zero points): fast, but it moves the weights a lot (see below).
+--accuracy-level (default 0) is the 4-bit MatMulNBits' accuracy_level; 4 = int8 activations.
+--head-accuracy-level (default 4) is the 8-bit LM head's: 1.31.1 runs 8-bit MatMulNBits fast on
+CPU only with int8 activations (at 0 or 1 the head alone took 80-270 ms a step).
+
+Measured on the 2-core build machine, shared with other builds and load tests (2 threads: the
+same step's wall time swung 3-5x between rounds, so 1-thread CPU time is the steadier figure).
+Decode step, 200 tokens in cache, ms; top-1 agreement, worst top-1 pick (below the reference's
+top logit) and largest logit difference against the numpy reference, check_llm.py's 257 positions:
+  --weights --accuracy-level   2 threads, wall:     1 thread, CPU:   top-1   worst   max |diff|
+  (head 4 unless said)         min (median) of 6    3 runs           pick
+                               batch 1   batch 16   batch 1 batch 16
+  offset 0  (default)          10 (57)   48 (168)   18-20   85-87    99.2%   0.03    0.47
+  offset 4                     27 (40)   50 (141)   11-14   76-78    89.1%   1.08    5.2
+  requant 0                    8 (35)    45 (159)   15-19   81-83    63.4%   7.1     23
+  requant 4                    7 (26)    40 (140)   10-14   71-75    64.2%   6.4     23
+  map 0                        86 (273)  123 (424)  164-173 225-235  99.2%   0.03    0.47
+  offset 0, head 0             179 (214) 134 (327)  130-145 196-216  100%    0.0     0.0004
+(2-thread minima from a quieter spell an hour earlier: offset 0 9.3 / 49.3 ms, offset 4 7.2 /
+46.8 ms.) Only offset 0, map 0 and offset 0 head 0 pass check_llm.py; offset 0 is the fast one.
+Commands: models/bench_llm.py --dir DIR --rounds 1 --steps 20, one process per export in turn,
+6 times; models/bench_llm.py --dir DIR --threads 1 --cpu-time --rounds 1 --steps 15, likewise
+3 times; models/check_llm.py --dir DIR.
 
 I/O contract (past and present may be bound to one buffer per layer: GQA shares it in place):
   inputs  input_ids int64 [batch, sequence]
@@ -103,10 +127,13 @@ def q4_1_unpack(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class Linear:
-    """One MatMulNBits weight: packed bytes [N, blocks, blob], scales and zero points."""
+    """One MatMulNBits weight: packed bytes [N, blocks, blob], scales and zero points, and
+    optionally per-block offsets [N, blocks] added as (block sums of x) @ offsets^T."""
 
-    def __init__(self, packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray, bits: int) -> None:
+    def __init__(self, packed: np.ndarray, scales: np.ndarray, zero_points: np.ndarray, bits: int,
+                 offsets: np.ndarray | None = None) -> None:  # fmt: skip
         self.packed, self.scales, self.zero_points, self.bits = packed, scales, zero_points, bits
+        self.offsets = offsets
         self.n = packed.shape[0]
         self.k = packed.shape[1] * BLOCK
 
@@ -114,7 +141,8 @@ class Linear:
     def concat(parts: list[Linear]) -> Linear:
         # blocks run along K within one output row, so rows of several matrices stack along N
         cat = lambda attr: np.concatenate([getattr(p, attr) for p in parts])  # noqa: E731
-        return Linear(cat("packed"), cat("scales"), cat("zero_points"), parts[0].bits)
+        offsets = None if parts[0].offsets is None else cat("offsets")
+        return Linear(cat("packed"), cat("scales"), cat("zero_points"), parts[0].bits, offsets)
 
 
 def q4_1_map(raw: np.ndarray) -> Linear:
@@ -126,6 +154,15 @@ def q4_1_map(raw: np.ndarray) -> Linear:
     zp = np.where(flat, 0.0, -m / np.where(flat, 1.0, d)).astype(np.float32)
     packed = q[..., 0::2] | (q[..., 1::2] << 4)  # MatMulNBits: element 2i low nibble, 2i+1 high
     return Linear(packed.astype(np.uint8), scale.astype(np.float32), zp, bits=4)
+
+
+def q4_1_offset(raw: np.ndarray) -> Linear:
+    """Exact, on MatMulNBits' uint8 zero points: sum_k x_k (q_k d + m) splits into MatMulNBits
+    over q*d (zero point 0) plus the block sums of x times m, a [blocks, N] fp32 MatMul."""
+    q, d, m = q4_1_unpack(raw)
+    packed = q[..., 0::2] | (q[..., 1::2] << 4)
+    zp = np.zeros((q.shape[0], (q.shape[1] + 1) // 2), dtype=np.uint8)  # 0 must be explicit: the default is 8
+    return Linear(packed.astype(np.uint8), d, zp, bits=4, offsets=m)
 
 
 def q4_1_requant(raw: np.ndarray) -> Linear:
@@ -152,11 +189,13 @@ def q8_0_head(raw: np.ndarray) -> Linear:
 
 
 class Graph:
-    def __init__(self, accuracy_level: int) -> None:
+    def __init__(self, accuracy_level: int, head_accuracy_level: int) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.shapes: dict[str, tuple] = {}
+        self.sums: dict[str, str] = {}
         self.accuracy_level = accuracy_level
+        self.head_accuracy_level = head_accuracy_level
 
     def const(self, name: str, value: np.ndarray) -> str:
         # a second use of a name refers to the first tensor (the LM head's bytes feed the embedding)
@@ -177,8 +216,23 @@ class Graph:
         zp = w.zero_points if w.zero_points.dtype == np.uint8 else w.zero_points.reshape(-1)
         inputs = [x, self.const(name + ".qweight", w.packed), self.const(name + ".scales", w.scales.reshape(-1)),
                   self.const(name + ".zero_points", zp)]  # fmt: skip
-        return self.op("MatMulNBits", inputs, name, K=w.k, N=w.n, bits=w.bits, block_size=BLOCK,
-                       accuracy_level=self.accuracy_level)[0]  # fmt: skip
+        level = self.head_accuracy_level if w.bits == 8 else self.accuracy_level
+        y = self.op("MatMulNBits", inputs, name, K=w.k, N=w.n, bits=w.bits, block_size=BLOCK,
+                    accuracy_level=level)[0]  # fmt: skip
+        if w.offsets is None:
+            return y
+        offsets = self.const(name + ".offsets_t", w.offsets.T.astype(np.float32))
+        fix = self.op("MatMul", [self.block_sums(x), offsets], name + "/offsets")[0]
+        return self.op("Add", [y, fix], name + "/add_offsets")[0]
+
+    def block_sums(self, x: str) -> str:
+        """x [batch, seq, K] -> [batch, seq, K/32]; made once per input (Q/K/V and gate/up share it)."""
+        if x not in self.sums:
+            shape = self.const("shape.blocks", np.array([0, 0, -1, BLOCK], np.int64))
+            blocks = self.op("Reshape", [x, shape], f"{x}/blocks")[0]
+            axes = self.const("axes.last", np.array([-1], np.int64))
+            self.sums[x] = self.op("ReduceSum", [blocks, axes], f"{x}/block_sums", keepdims=0)[0]
+        return self.sums[x]
 
 
 MS_OPS = {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization", "GatherBlockQuantized", "QuickGelu"}
@@ -211,9 +265,9 @@ def attention(g: Graph, m: Gguf, i: int, x: str, qkv: Linear) -> str:
     return node.output[0]
 
 
-def build(m: Gguf, weights: str, accuracy_level: int) -> onnx.ModelProto:
-    g = Graph(accuracy_level)
-    q4 = q4_1_map if weights == "map" else q4_1_requant
+def build(m: Gguf, weights: str, accuracy_level: int, head_accuracy_level: int) -> onnx.ModelProto:
+    g = Graph(accuracy_level, head_accuracy_level)
+    q4 = {"map": q4_1_map, "offset": q4_1_offset, "requant": q4_1_requant}[weights]
     norm = lambda name: g.const(name, m.raw(name, "F32").astype(np.float32))  # noqa: E731
     cos, sin = rope_caches(m)
     g.const("rope.cos", cos)
@@ -269,7 +323,7 @@ def make_model(g: Graph, m: Gguf) -> onnx.ModelProto:
     return model
 
 
-def generation_config(m: Gguf, path: Path, weights: str, accuracy_level: int) -> dict:
+def generation_config(m: Gguf, path: Path, weights: str, accuracy_level: int, head_level: int) -> dict:
     tokens = m.meta("tokenizer.ggml.tokens")
     template = m.meta("tokenizer.chat_template")
     im_start, im_end = tokens.index("<|im_start|>"), tokens.index("<|im_end|>")
@@ -282,7 +336,7 @@ def generation_config(m: Gguf, path: Path, weights: str, accuracy_level: int) ->
         "im_start_id": im_start, "im_end_id": im_end,
         "stop_token_ids": sorted({eos, im_end, tokens.index("<|endoftext|>")}),
         "chat_template": template, "default_system_message": chat_defaults(template),
-        "weights": weights, "accuracy_level": accuracy_level,
+        "weights": weights, "accuracy_level": accuracy_level, "head_accuracy_level": head_level,
         "gguf": {"file": path.name, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
     }  # fmt: skip
 
@@ -290,22 +344,23 @@ def generation_config(m: Gguf, path: Path, weights: str, accuracy_level: int) ->
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "SmolLM2-135M-Instruct")
-    ap.add_argument("--weights", choices=["map", "requant"], default="map")
+    ap.add_argument("--weights", choices=["offset", "map", "requant"], default="offset")
     ap.add_argument("--accuracy-level", type=int, default=0, choices=[0, 1, 2, 3, 4])
+    ap.add_argument("--head-accuracy-level", type=int, default=4, choices=[0, 1, 2, 3, 4])
     args = ap.parse_args()
     path = gguf_path()
     print(f"export_llm: weights from {path}")
     m = Gguf(path)
-    model = build(m, args.weights, args.accuracy_level)
+    model = build(m, args.weights, args.accuracy_level, args.head_accuracy_level)
     args.out.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(args.out / "model.onnx"))
     size = (args.out / "model.onnx").stat().st_size / 1e6
     print(f"export_llm: wrote model.onnx ({len(model.graph.node)} nodes, {size:.0f} MB, weights={args.weights}, "
-          f"accuracy_level={args.accuracy_level})")  # fmt: skip
+          f"accuracy_level={args.accuracy_level}, head {args.head_accuracy_level})")  # fmt: skip
     tok = tokenizer_json(m.meta("tokenizer.ggml.tokens"), m.meta("tokenizer.ggml.token_type"),
                          m.meta("tokenizer.ggml.merges"), m.meta("tokenizer.ggml.pre"))  # fmt: skip
     (args.out / "tokenizer.json").write_text(json.dumps(tok, ensure_ascii=False))
-    gen = generation_config(m, path, args.weights, args.accuracy_level)
+    gen = generation_config(m, path, args.weights, args.accuracy_level, args.head_accuracy_level)
     (args.out / "generation.json").write_text(json.dumps(gen, indent=2, ensure_ascii=False) + "\n")
     print("export_llm: wrote tokenizer.json, generation.json")
     return 0
