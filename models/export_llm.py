@@ -94,7 +94,6 @@ class Gguf:
                 sys.exit(f"{path.name}: llama.{key}={got!r}, expected {want!r}")
         self.layers = self.meta("llama.block_count")
         self.hidden = self.meta("llama.embedding_length")
-        self.ffn = self.meta("llama.feed_forward_length")
         self.heads = self.meta("llama.attention.head_count")
         self.kv_heads = self.meta("llama.attention.head_count_kv")
         self.head_dim = self.hidden // self.heads
@@ -188,6 +187,10 @@ def q8_0_head(raw: np.ndarray) -> Linear:
     return Linear(q, scales, np.full(scales.shape, 128, dtype=np.uint8), bits=8)
 
 
+# com.microsoft contrib ops; ONNX Runtime registers SimplifiedLayerNormalization in the ONNX domain
+MS_OPS = {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization", "GatherBlockQuantized", "QuickGelu"}
+
+
 class Graph:
     def __init__(self, accuracy_level: int, head_accuracy_level: int) -> None:
         self.nodes: list[onnx.NodeProto] = []
@@ -234,8 +237,6 @@ class Graph:
             self.sums[x] = self.op("ReduceSum", [blocks, axes], f"{x}/block_sums", keepdims=0)[0]
         return self.sums[x]
 
-
-MS_OPS = {"MatMulNBits", "GroupQueryAttention", "SkipSimplifiedLayerNormalization", "GatherBlockQuantized", "QuickGelu"}
 
 
 def rope_caches(m: Gguf) -> tuple[np.ndarray, np.ndarray]:

