@@ -33,6 +33,11 @@ pub struct Info {
     pub chat: ChatInfo,
     pub auth: AuthInfo,
     pub versions: Versions,
+    /// The generative model, when served: its scheduler, slots and context, the key/value
+    /// cache's size if every slot filled, and the process's resident memory now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub text_generation: Option<Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -189,6 +194,7 @@ pub fn build(
         auth: AuthInfo {
             api_keys: !config.auth.api_keys.is_empty(),
         },
+        text_generation: None,
         versions: Versions {
             concur: env!("CARGO_PKG_VERSION").into(),
             ort_crate: "2.0.0-rc.15".into(),
@@ -244,7 +250,7 @@ pub fn add_generation(
     let Some(g) = generator else { return };
     let c = &config.generation;
     let i = g.info();
-    info["generation"] = serde_json::json!({
+    info["text_generation"] = serde_json::json!({
         "model": i.model,
         "scheduler": c.scheduler.as_str(),
         "slots": i.slots,
