@@ -7,7 +7,7 @@ mod common;
 
 use common::{root, TestServer};
 use futures_util::future::join_all;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const MODEL: &str = "SmolLM2-135M-Instruct";
