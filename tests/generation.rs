@@ -102,7 +102,7 @@ async fn set_scheduler(s: &TestServer, kind: &str) {
         String::from_utf8_lossy(&v)
     );
     let (_, info) = s.get_json("/info").await;
-    assert_eq!(info["generation"]["scheduler"], kind);
+    assert_eq!(info["generative"]["scheduler"], kind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
