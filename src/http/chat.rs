@@ -217,7 +217,7 @@ impl Reply {
         body.push_str("data: ");
         body.push_str(DONE);
         body.push_str("\n\n");
-        let mut response = Response::new(Body::from(body));
+        let mut response = Response::new(super::full(body));
         let h = response.headers_mut();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -120,7 +120,7 @@ pub fn models(state: &AppState) -> Response<Body> {
     responses((status = 200, description = "Prometheus text exposition format 0.0.4",
         content_type = "text/plain", body = String)))]
 pub fn metrics(state: &AppState) -> Response<Body> {
-    let mut response = Response::new(Body::from(state.metrics.render()));
+    let mut response = Response::new(super::full(state.metrics.render()));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

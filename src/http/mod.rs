@@ -16,20 +16,20 @@ mod input;
 mod live;
 mod meta;
 pub mod openapi;
+mod response;
 
 pub use body::{check_content_type, parse_json};
 pub use chat::{parse_chat, ValidChat};
 pub use chat_types::ChatCompletionRequest;
 pub use embeddings::{parse_openai, parse_tei, EmbedRequest, EmbeddingsRequest, ValidEmbed};
 pub use input::{Input, InputLimits, Served};
+pub use response::{full, hold, is_streamed, Body};
 
 use crate::config::{Config, LimitsConfig};
 use crate::metrics::{Metrics, Outcome, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
-use bytes::Bytes;
 use error::{ApiError, ErrorCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -39,9 +39,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
-
-/// Response bodies are built whole: even streamed chat answers are known at once.
-pub type Body = Full<Bytes>;
 
 /// Optional per-request deadline in milliseconds, capped by `limits.max_deadline_ms`.
 pub const DEADLINE_HEADER: &str = "x-deadline-ms";
@@ -226,9 +223,8 @@ pub async fn handle(
         }
         e.into_response()
     });
-    let total = started.elapsed();
     if let Some(t) = timings {
-        timing_headers(&mut response, &t, total);
+        timing_headers(&mut response, &t, started.elapsed());
     }
     let status = response.status();
     state
@@ -236,12 +232,33 @@ pub async fn handle(
         .requests
         .with_label_values(&[route.label(), status.as_str()])
         .inc();
-    state
-        .metrics
-        .request_duration
-        .with_label_values(&[route.label(), Outcome::of_status(status.as_u16()).as_str()])
-        .observe(total.as_secs_f64());
-    Ok(response)
+    let duration = DurationRecord {
+        metrics: state.metrics.clone(),
+        route,
+        status,
+        started,
+    };
+    Ok(hold(response, duration))
+}
+
+/// Observes a request's duration when dropped: at once for a body built whole, at the end
+/// of a streamed one (or when its client leaves mid-stream), so a stream's duration is
+/// the time to its last token, not to its headers.
+struct DurationRecord {
+    metrics: Arc<Metrics>,
+    route: Route,
+    status: StatusCode,
+    started: Instant,
+}
+
+impl Drop for DurationRecord {
+    fn drop(&mut self) {
+        let outcome = Outcome::of_status(self.status.as_u16());
+        self.metrics
+            .request_duration
+            .with_label_values(&[self.route.label(), outcome.as_str()])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 async fn route_request(
@@ -360,7 +377,7 @@ fn timing_headers(response: &mut Response<Body>, t: &Timings, total: Duration) {
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     // The response types hold strings, numbers and lists only: serializing cannot fail.
     let bytes = serde_json::to_vec(value).expect("response types always serialize");
-    let mut response = Response::new(Body::from(bytes));
+    let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response
         .headers_mut()
