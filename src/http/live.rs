@@ -124,6 +124,9 @@ mod tests {
 
     #[test]
     fn the_feed_counts_the_inference_routes() {
-        assert_eq!(inference_labels(), ["embeddings", "embed", "chat"]);
+        assert_eq!(
+            inference_labels(),
+            ["embeddings", "embed", "chat", "completions"]
+        );
     }
 }
