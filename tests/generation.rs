@@ -7,7 +7,7 @@ mod common;
 
 use common::{root, TestServer};
 use futures_util::future::join_all;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const MODEL: &str = "SmolLM2-135M-Instruct";
@@ -44,7 +44,12 @@ async fn server(extra: &str) -> TestServer {
         "[generation]\nenabled = true\ndir = {dir:?}\nslots = 8\nmax_context = 512\nprefill_chunk_tokens = 16\nmax_step_tokens = 24\n[chat]\nenabled = false\n[executor]\nworker_exe = {:?}\n",
         env!("CARGO_BIN_EXE_concur")
     );
-    TestServer::start(&merge(&base, extra)).await
+    // Started with its own text as the configuration source, so that a reload can switch
+    // the scheduler.
+    let text = common::config_text(&merge(&base, extra));
+    let config = concur::Config::parse(&text).unwrap();
+    let source = concur::config::ConfigSource::text(text);
+    TestServer::start_with(config, |s| s.config_source(source)).await
 }
 
 fn merge(a: &str, b: &str) -> String {
@@ -102,7 +107,7 @@ async fn set_scheduler(s: &TestServer, kind: &str) {
         String::from_utf8_lossy(&v)
     );
     let (_, info) = s.get_json("/info").await;
-    assert_eq!(info["text_generation"]["scheduler"], kind);
+    assert_eq!(info["generative"]["scheduler"], kind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
