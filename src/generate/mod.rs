@@ -189,7 +189,8 @@ pub fn start(
         &config.dir,
         ort_library,
         session,
-        config.slots,
+        // One spare row: a lone decode row runs beside it (see the scheduler's `pad`).
+        config.slots + 1,
         config.max_context,
     )?;
     let tokenizer = Arc::new(ChatTokenizer::load(

@@ -237,10 +237,12 @@ impl Scheduler {
 
     /// Builds the step, runs it on the executor, and applies its result.
     async fn step(&mut self, prefill: usize, decode: bool) -> Result<(), EngineError> {
+        let prefill = self.chunk_of_two(prefill);
         let mut step = Step {
             moves: std::mem::take(&mut self.moves),
             decode: Vec::new(),
             decode_samplers: Vec::new(),
+            pad: None,
             prefill: None,
         };
         if decode {
@@ -252,6 +254,16 @@ impl Scheduler {
                         .expect("a row's sampler is home between steps"),
                 );
             }
+        }
+        if step.decode.len() == 1 {
+            // A lone row runs with a second one, whose token is thrown away: ONNX Runtime's
+            // kernels compute a one-row matrix product in another order than a batch, so
+            // a sequence alone would decode other (rounded) logits than beside others, and
+            // greedy choices near a tie would differ. The second row is the next cache
+            // row (the cache has a spare one): free, or a prompt being prefilled, whose
+            // next chunk overwrites what the pad wrote at its length.
+            let past = self.admitted.front().map_or(0, |f| f.prefilled);
+            step.pad = Some((self.rows[0].last, past));
         }
         if prefill > 0 {
             let row = self.rows.len();
@@ -286,6 +298,20 @@ impl Scheduler {
         }
         self.apply(out, prefill);
         Ok(())
+    }
+
+    /// The same rule for prompts: a chunk of one token (when the budget or the prompt's
+    /// end leaves one) takes a neighbour, so only a one-token prompt runs as one row.
+    fn chunk_of_two(&self, prefill: usize) -> usize {
+        let left = self.admitted.front().map_or(0, Seq::prompt_left);
+        if prefill == 0 || left < 2 {
+            return prefill;
+        }
+        match left - prefill {
+            _ if prefill == 1 => 2,
+            1 => prefill + 1,
+            _ => prefill,
+        }
     }
 
     /// Sends the step to the executor's thread with the engine, and waits for both back.

@@ -98,7 +98,7 @@ fn start(kind: SchedulerKind, slots: usize, chunk: usize) -> (mpsc::Sender<Comma
         commands: rx,
         queued: Arc::new(AtomicUsize::new(0)),
         engine: Box::new(FakeDecoder {
-            rows: vec![Vec::new(); slots],
+            rows: vec![Vec::new(); slots + 1],
         }),
         stop_ids: vec![STOP],
         context: 64,

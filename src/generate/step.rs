@@ -15,6 +15,9 @@ pub struct Step {
     pub decode: Vec<(u32, usize)>,
     /// Samplers of the decoding rows, in row order.
     pub decode_samplers: Vec<Sampler>,
+    /// A row run after the decoding rows and thrown away (token, cache length), so that
+    /// no decode runs a single row (see the scheduler).
+    pub pad: Option<(u32, usize)>,
     pub prefill: Option<Prefill>,
 }
 
@@ -53,9 +56,10 @@ impl Step {
         let mut decode_samplers = self.decode_samplers;
         let mut decoded = Vec::with_capacity(self.decode.len());
         if !self.decode.is_empty() {
-            let ids: Vec<[u32; 1]> = self.decode.iter().map(|&(t, _)| [t]).collect();
+            let rows = self.decode.iter().chain(&self.pad);
+            let ids: Vec<[u32; 1]> = rows.clone().map(|&(t, _)| [t]).collect();
             let tokens: Vec<&[u32]> = ids.iter().map(|t| &t[..]).collect();
-            let past: Vec<usize> = self.decode.iter().map(|&(_, p)| p).collect();
+            let past: Vec<usize> = rows.map(|&(_, p)| p).collect();
             let logits = engine.forward(&Forward {
                 first_row: 0,
                 tokens: &tokens,
