@@ -202,6 +202,10 @@ async fn the_feed_counts_what_was_served_beside_the_metrics() {
         before["requests"]["ok"], 0,
         "start-up work is not a request: {before}"
     );
+    assert!(
+        before.get("generation").is_none(),
+        "a generation part without the generative model: {before}"
+    );
     for text in ["Where is my order?", "How do I reset my password?", "Hello"] {
         let (status, _, _) = server
             .post("/v1/embeddings", &serde_json::json!({"input": text}))

@@ -91,7 +91,14 @@ pub fn page() -> Response<Body> {
 #[utoipa::path(get, path = "/live.json", tag = "operations", operation_id = "liveSnapshot",
     responses((status = 200, description = "Cumulative metrics since start", body = Snapshot)))]
 pub fn snapshot(state: &AppState) -> Response<Body> {
-    let mut response = json_response(StatusCode::OK, &state.metrics.snapshot(&inference_labels()));
+    let mut snapshot = state.metrics.snapshot(&inference_labels());
+    // The generation part only while the model is served: the page shows its row then.
+    if let Some(generator) = state.services().and_then(|s| s.generator.clone()) {
+        let scheduler = state.config().generation.scheduler.as_str();
+        let slots = generator.info().slots;
+        snapshot.generation = Some(state.metrics.generation_snapshot(scheduler, slots));
+    }
+    let mut response = json_response(StatusCode::OK, &snapshot);
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

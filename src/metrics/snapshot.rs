@@ -4,7 +4,7 @@
 //! turns two snapshots into per-second rates and quantiles, so the server keeps no state per
 //! viewer and any number of pages (or scripts) can poll without disturbing one another.
 
-use super::Metrics;
+use super::{GenerationSnapshot, Metrics};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use serde::Serialize;
@@ -40,6 +40,9 @@ pub struct Snapshot {
     pub core_busy_seconds: f64,
     pub batch_failures: u64,
     pub gauges: Gauges,
+    /// The generative model's figures; absent when it is not served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationSnapshot>,
 }
 
 /// Inference requests (the routes named by the caller) answered so far, by outcome.
@@ -80,7 +83,7 @@ pub struct HistogramSnapshot {
 
 impl HistogramSnapshot {
     /// Adds another histogram with the same bounds (two label sets of one histogram).
-    fn add(&mut self, other: &HistogramSnapshot) {
+    pub(super) fn add(&mut self, other: &HistogramSnapshot) {
         if self.le.is_empty() {
             *self = other.clone();
             return;
@@ -147,6 +150,7 @@ impl Metrics {
                 core_budget: self.cores.budget.get(),
                 connections_open: self.connections.open.get(),
             },
+            generation: None,
         }
     }
 }
@@ -166,7 +170,7 @@ fn by_label(c: &impl Collector, name: &str) -> BTreeMap<String, u64> {
 }
 
 /// One child's labels, name to value.
-type Labels = BTreeMap<String, String>;
+pub(super) type Labels = BTreeMap<String, String>;
 
 fn labels(m: &prometheus::proto::Metric) -> Labels {
     m.get_label()
@@ -176,7 +180,7 @@ fn labels(m: &prometheus::proto::Metric) -> Labels {
 }
 
 /// Each child of a counter family with its labels and value.
-fn counters(c: &impl Collector) -> Vec<(Labels, f64)> {
+pub(super) fn counters(c: &impl Collector) -> Vec<(Labels, f64)> {
     c.collect()
         .iter()
         .flat_map(MetricFamily::get_metric)
@@ -185,7 +189,7 @@ fn counters(c: &impl Collector) -> Vec<(Labels, f64)> {
 }
 
 /// Each child of a histogram family with its labels and buckets.
-fn histograms(c: &impl Collector) -> Vec<(Labels, HistogramSnapshot)> {
+pub(super) fn histograms(c: &impl Collector) -> Vec<(Labels, HistogramSnapshot)> {
     c.collect()
         .iter()
         .flat_map(MetricFamily::get_metric)
