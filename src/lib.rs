@@ -4,9 +4,10 @@
 //! The request path, one module per stage (each lower stage defines the contract the
 //! stage above uses):
 //!
-//! - [`http`]: hyper routing, typed JSON in and out, limits, errors, timing headers, the
-//!   OpenAPI document generated from those types, and the live page (`/`, embedded from
-//!   `web/`) with its feed (`/live.json`, from [`metrics::Snapshot`]).
+//! - [`http`]: hyper routing, typed JSON in and out, limits, errors, timing headers,
+//!   response bodies built whole or streamed (server-sent events of generated tokens, fed
+//!   by [`generate`]), the OpenAPI document generated from those types, and the live page
+//!   (`/`, embedded from `web/`) with its feed (`/live.json`, from [`metrics::Snapshot`]).
 //! - [`pipeline`]: the path below HTTP shared by every route: tokenize, admit, batch, await.
 //! - [`tokenize`]: the model's tokenizer with sentence-transformers' settings.
 //! - [`admission`]: a bounded queue; full means 429 at once.

@@ -7,7 +7,7 @@ mod common;
 
 use common::{root, TestServer};
 use futures_util::future::join_all;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 const MODEL: &str = "SmolLM2-135M-Instruct";
@@ -102,7 +102,7 @@ async fn set_scheduler(s: &TestServer, kind: &str) {
         String::from_utf8_lossy(&v)
     );
     let (_, info) = s.get_json("/info").await;
-    assert_eq!(info["generation"]["scheduler"], kind);
+    assert_eq!(info["generative"]["scheduler"], kind);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

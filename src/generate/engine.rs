@@ -17,7 +17,7 @@ use ort::session::Session;
 use ort::value::{Shape, Tensor, TensorRefMut};
 use ort::AsPointer;
 use serde::Deserialize;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::path::Path;
 
 /// What `generation.json` (written by the export) says about the model.
@@ -192,11 +192,24 @@ impl Decoder for GenEngine {
         binding
             .bind_input("total_sequence_length", &total)
             .map_err(err)?;
-        // Bound first: `ort` names the bound outputs it returns in the order it was told
-        // of them, and the cache outputs are bound behind its back (see `bind_raw`).
-        binding
-            .bind_output_to_device("logits", &self.cpu)
-            .map_err(err)?;
+        // The logits go to a buffer of ours, bound like the cache through the C API:
+        // `ort` pairs the outputs ONNX Runtime returns with the names it bound itself, and
+        // the cache outputs are bound behind its back (see `bind_raw`), so it must bind
+        // none (it would pair 61 values with one name: a debug assertion, or the first
+        // cache output read as the logits).
+        let vocab = self.spec.vocab_size;
+        let mut logits = vec![0f32; rows * vocab];
+        // SAFETY: `logits` is neither moved nor reallocated until the view is dropped,
+        // below, after the run.
+        let logits_view = unsafe {
+            TensorRefMut::<f32>::from_raw(
+                self.cpu.clone(),
+                logits.as_mut_ptr().cast(),
+                Shape::new([rows as i64, vocab as i64]),
+            )
+        }
+        .map_err(err)?;
+        bind_raw(&mut binding, None, c"logits", logits_view.ptr())?;
         // The views must live until the run has finished: ONNX Runtime holds raw pointers.
         let mut views = Vec::with_capacity(2 * shape.layers);
         let dims = Shape::new([
@@ -216,54 +229,43 @@ impl Decoder for GenEngine {
                 .map_err(err)?;
                 bind_raw(
                     &mut binding,
-                    &self.past_names[layer][kind],
+                    Some(&self.past_names[layer][kind]),
                     &self.present_names[layer][kind],
                     view.ptr(),
                 )?;
                 views.push(view);
             }
         }
-        binding
-            .bind_output_to_device("logits", &self.cpu)
-            .map_err(err)?;
-        let outputs = self.session.run_binding(&binding).map_err(err)?;
-        let (out_shape, logits) = outputs["logits"].try_extract_tensor::<f32>().map_err(err)?;
-        if out_shape.len() != 2
-            || out_shape[0] as usize != rows
-            || out_shape[1] as usize != self.spec.vocab_size
-        {
-            return Err(EngineError::inference(format!(
-                "unexpected logits shape {:?}",
-                &out_shape[..]
-            )));
-        }
-        let logits = logits.to_vec();
-        drop(outputs);
+        // ONNX Runtime checks that each output fits the buffer bound to it: a logits
+        // shape other than `[rows, vocab]` is an error here.
+        self.session.run_binding(&binding).map_err(err)?;
         drop(binding);
         drop(views);
+        drop(logits_view);
         Ok(logits)
     }
 }
 
-/// Binds one cache view as both the past input and the present output. `ort`'s safe
-/// binding copies borrowed inputs and refuses borrowed outputs, which would defeat the
-/// in-place update, so this goes through the C API with the view's own `OrtValue`.
+/// Binds a view as the output `output` and, when given, the input `input` too (a cache
+/// view is both past and present). `ort`'s safe binding copies borrowed inputs and
+/// refuses borrowed outputs, which would defeat the in-place update, so this goes through
+/// the C API with the view's own `OrtValue`.
 fn bind_raw(
     binding: &mut ort::session::IoBinding,
-    input: &CString,
-    output: &CString,
+    input: Option<&CStr>,
+    output: &CStr,
     value: *const ort::sys::OrtValue,
 ) -> Result<(), EngineError> {
     let api = ort::api();
     // SAFETY: the binding and value pointers are valid (both owned by the caller, which
     // keeps the value alive until after the run); the names are NUL-terminated.
     unsafe {
-        for status in [
-            (api.BindInput)(binding.ptr_mut(), input.as_ptr(), value),
-            (api.BindOutput)(binding.ptr_mut(), output.as_ptr(), value),
-        ] {
+        if let Some(input) = input {
+            let status = (api.BindInput)(binding.ptr_mut(), input.as_ptr(), value);
             ort::Error::result_from_status(status).map_err(EngineError::inference)?;
         }
+        let status = (api.BindOutput)(binding.ptr_mut(), output.as_ptr(), value);
+        ort::Error::result_from_status(status).map_err(EngineError::inference)?;
     }
     Ok(())
 }

@@ -127,8 +127,17 @@ impl TokenStream {
         self.rx.recv().await
     }
 
+    /// [`next`](Self::next) for a hand-written future or body: the HTTP layer polls the
+    /// stream from its response body, so that hyper dropping the body drops the stream.
+    pub fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<GenEvent>> {
+        self.rx.poll_recv(cx)
+    }
+
     #[cfg(test)]
-    fn for_tests(prompt_tokens: usize, rx: mpsc::Receiver<GenEvent>) -> TokenStream {
+    pub(crate) fn for_tests(prompt_tokens: usize, rx: mpsc::Receiver<GenEvent>) -> TokenStream {
         TokenStream { prompt_tokens, rx }
     }
 }

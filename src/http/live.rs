@@ -71,7 +71,7 @@ fn inference_labels() -> Vec<&'static str> {
     responses((status = 200, description = "The live page: one self-contained HTML document",
         content_type = "text/html", body = String)))]
 pub fn page() -> Response<Body> {
-    let mut response = Response::new(Body::from(PAGE.html.clone()));
+    let mut response = Response::new(super::full(PAGE.html.clone()));
     let h = response.headers_mut();
     h.insert(
         CONTENT_TYPE,
@@ -131,6 +131,9 @@ mod tests {
 
     #[test]
     fn the_feed_counts_the_inference_routes() {
-        assert_eq!(inference_labels(), ["embeddings", "embed", "chat"]);
+        assert_eq!(
+            inference_labels(),
+            ["embeddings", "embed", "chat", "completions"]
+        );
     }
 }

@@ -39,6 +39,25 @@ pub fn config(extra: &str) -> Config {
     Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
 }
 
+/// The generative model's name in the API.
+pub const GEN_MODEL: &str = "SmolLM2-135M-Instruct";
+
+/// A `[generation]` section that turns generation on with the exported model and little
+/// memory (2 slots of 512 tokens, at most 64 new tokens); `keys` (TOML) add or override.
+pub fn generation(keys: &str) -> String {
+    let dir = root().join("models").join(GEN_MODEL);
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} is missing: run `make setup` first",
+        dir.display()
+    );
+    let base = format!(
+        "[generation]\nenabled = true\ndir = {dir:?}\nslots = 2\nmax_context = 512\n\
+         max_tokens_cap = 64\ndefault_max_tokens = 16\n"
+    );
+    merge(&base, &format!("[generation]\n{keys}"))
+}
+
 /// Merges two TOML documents (tables of `extra` win key by key).
 fn merge(base: &str, extra: &str) -> String {
     let mut a: toml::Table = toml::from_str(base).unwrap();
