@@ -6,7 +6,7 @@
 //! and its Content-Security-Policy lets it talk to this server only (`connect-src 'self'`),
 //! running no script but its own (named by hash).
 
-use super::{json_response, Body};
+use super::{json_response, Body, Route};
 use crate::config::Strategy;
 use crate::metrics::Snapshot;
 use crate::state::AppState;
@@ -58,9 +58,22 @@ fn sha256_base64(text: &str) -> String {
 
 /// The inference routes' `route` labels: what the feed counts as requests.
 fn inference_labels() -> Vec<&'static str> {
+    labels(|r| r.is_inference())
+}
+
+/// The routes whose answered requests make the feed's `latency`: the inference routes, but
+/// not generation's while the generative model is served. A generated answer streams for
+/// seconds and would bury the milliseconds of embeddings (the route cannot tell it from a
+/// retrieval chat's); the feed's `generation` part times it by token instead.
+fn timed_labels(generating: bool) -> Vec<&'static str> {
+    let generation = |r: Route| matches!(r, Route::Chat | Route::Completions);
+    labels(|r| r.is_inference() && !(generating && generation(r)))
+}
+
+fn labels(keep: impl Fn(Route) -> bool) -> Vec<&'static str> {
     super::ROUTES
         .iter()
-        .filter(|(_, r)| r.is_inference())
+        .filter(|(_, r)| keep(*r))
         .map(|(_, r)| r.label())
         .collect()
 }
@@ -91,9 +104,11 @@ pub fn page() -> Response<Body> {
 #[utoipa::path(get, path = "/live.json", tag = "operations", operation_id = "liveSnapshot",
     responses((status = 200, description = "Cumulative metrics since start", body = Snapshot)))]
 pub fn snapshot(state: &AppState) -> Response<Body> {
-    let mut snapshot = state.metrics.snapshot(&inference_labels());
+    let generator = state.services().and_then(|s| s.generator.clone());
+    let timed = timed_labels(generator.is_some());
+    let mut snapshot = state.metrics.snapshot(&inference_labels(), &timed);
     // The generation part only while the model is served: the page shows its row then.
-    if let Some(generator) = state.services().and_then(|s| s.generator.clone()) {
+    if let Some(generator) = generator {
         let scheduler = state.config().generation.scheduler.as_str();
         let slots = generator.info().slots;
         snapshot.generation = Some(state.metrics.generation_snapshot(scheduler, slots));
@@ -131,9 +146,9 @@ mod tests {
 
     #[test]
     fn the_feed_counts_the_inference_routes() {
-        assert_eq!(
-            inference_labels(),
-            ["embeddings", "embed", "chat", "completions"]
-        );
+        let all = ["embeddings", "embed", "chat", "completions"];
+        assert_eq!(inference_labels(), all);
+        assert_eq!(timed_labels(false), all);
+        assert_eq!(timed_labels(true), ["embeddings", "embed"]);
     }
 }

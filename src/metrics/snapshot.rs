@@ -22,7 +22,9 @@ pub struct Snapshot {
     pub requests: RequestCounts,
     /// Inference requests turned away or dropped before inference, by reason.
     pub rejected: BTreeMap<String, u64>,
-    /// End-to-end time of answered inference requests (2xx), in seconds.
+    /// End-to-end time of answered requests (2xx) on the timed routes, in seconds: the
+    /// inference routes, but not generation's while the generative model is served (a
+    /// generated answer streams for seconds; `generation` times it by token).
     pub latency: HistogramSnapshot,
     /// Time inputs waited in the batch queue, in seconds.
     pub queue_wait: HistogramSnapshot,
@@ -99,14 +101,15 @@ impl HistogramSnapshot {
 
 impl Metrics {
     /// The live page's feed. `inference_routes` are the `route` label values of the
-    /// inference routes (the HTTP layer owns those names); their requests are counted and
-    /// their successful durations make `latency`.
-    pub fn snapshot(&self, inference_routes: &[&str]) -> Snapshot {
-        let is_inference = |labels: &Labels| {
+    /// inference routes (the HTTP layer owns those names): their requests are counted.
+    /// The successful durations of `timed_routes` make `latency`.
+    pub fn snapshot(&self, inference_routes: &[&str], timed_routes: &[&str]) -> Snapshot {
+        let on = |routes: &[&str], labels: &Labels| {
             labels
                 .get("route")
-                .is_some_and(|r| inference_routes.contains(&r.as_str()))
+                .is_some_and(|r| routes.contains(&r.as_str()))
         };
+        let is_inference = |labels: &Labels| on(inference_routes, labels);
         let mut requests = RequestCounts::default();
         for (labels, n) in counters(&self.requests) {
             if !is_inference(&labels) {
@@ -125,7 +128,7 @@ impl Metrics {
         }
         let mut latency = HistogramSnapshot::default();
         for (labels, h) in histograms(&self.request_duration) {
-            if is_inference(&labels) && labels.get("outcome").is_some_and(|o| o == "success") {
+            if on(timed_routes, &labels) && labels.get("outcome").is_some_and(|o| o == "success") {
                 latency.add(&h);
             }
         }
@@ -239,7 +242,7 @@ mod tests {
         m.cores.batches.with_label_values(&["2"]).inc_by(3);
         m.queue_depth.set(5);
 
-        let s = m.snapshot(&["embeddings", "embed", "chat"]);
+        let s = m.snapshot(&["embeddings", "embed", "chat"], &["embeddings", "embed"]);
         let want = RequestCounts {
             ok: 2,
             rejected: 1,
@@ -247,21 +250,22 @@ mod tests {
             server_errors: 0,
         };
         assert_eq!(s.requests, want);
-        // Only the two answered inference requests; /metrics stays out.
-        assert_eq!(s.latency.count, 2);
-        assert!((s.latency.sum - 0.204).abs() < 1e-9, "{}", s.latency.sum);
+        // Only the answered requests of the timed routes; chat and /metrics stay out.
+        assert_eq!(s.latency.count, 1);
+        assert!((s.latency.sum - 0.004).abs() < 1e-9, "{}", s.latency.sum);
         let at = |h: &HistogramSnapshot, le: f64| {
             h.cumulative[h.le.iter().position(|&b| b == le).expect("bound")]
         };
+        assert_eq!(at(&s.latency, 0.003), 0);
         assert_eq!(at(&s.latency, 0.005), 1);
-        assert_eq!(at(&s.latency, 0.2), 2);
+        assert_eq!(at(&s.latency, 10.0), 1);
         assert_eq!(at(&s.batch_size, 8.0), 1);
         assert_eq!(at(&s.batch_size, 6.0), 0);
         assert_eq!(s.rejected["overloaded"], 1);
         assert_eq!(s.rejected["deadline"], 0, "every reason from the start");
         assert_eq!(s.batches_by_width["2"], 3);
         assert_eq!(s.gauges.queue_depth, 5);
-        assert!(m.snapshot(&[]).clock_seconds >= s.clock_seconds);
+        assert!(m.snapshot(&[], &[]).clock_seconds >= s.clock_seconds);
     }
 
     #[test]
@@ -270,7 +274,7 @@ mod tests {
         for lag in [0.00002, 0.0004, 0.003, 0.03, 20.0] {
             m.event_loop_lag.observe(lag);
         }
-        let h = m.snapshot(&[]).event_loop_lag;
+        let h = m.snapshot(&[], &[]).event_loop_lag;
         assert_eq!(h.le.len(), h.cumulative.len());
         assert!(h.le.windows(2).all(|w| w[0] < w[1]));
         assert!(h.cumulative.windows(2).all(|w| w[0] <= w[1]));
