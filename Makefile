@@ -57,7 +57,7 @@ fmt:
 	$(CARGO) fmt --all
 
 clean-models:
-	rm -rf models/all-MiniLM-L6-v2 lib
+	rm -rf models/all-MiniLM-L6-v2 models/SmolLM2-135M-Instruct lib
 
 # Packaging and scale-out (deploy/README.md); not part of `make test`.
 .PHONY: docker-check deploy-check replicas-test

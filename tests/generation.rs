@@ -44,7 +44,12 @@ async fn server(extra: &str) -> TestServer {
         "[generation]\nenabled = true\ndir = {dir:?}\nslots = 8\nmax_context = 512\nprefill_chunk_tokens = 16\nmax_step_tokens = 24\n[chat]\nenabled = false\n[executor]\nworker_exe = {:?}\n",
         env!("CARGO_BIN_EXE_concur")
     );
-    TestServer::start(&merge(&base, extra)).await
+    // Started with its own text as the configuration source, so that a reload can switch
+    // the scheduler.
+    let text = common::config_text(&merge(&base, extra));
+    let config = concur::Config::parse(&text).unwrap();
+    let source = concur::config::ConfigSource::text(text);
+    TestServer::start_with(config, |s| s.config_source(source)).await
 }
 
 fn merge(a: &str, b: &str) -> String {

@@ -97,7 +97,12 @@ pub fn info(state: &AppState) -> Result<Response<Body>, ApiError> {
     let services = state
         .services()
         .ok_or_else(|| ApiError::unavailable(ErrorCode::Loading, "the model is still loading"))?;
-    Ok(json_response(StatusCode::OK, &services.info))
+    let mut info = services.info.clone();
+    if let Some(g) = info.get_mut("generative") {
+        // Resident memory grows as the cache's pages are first written: read it now.
+        g["process_rss_bytes"] = crate::executor::resident_bytes().into();
+    }
+    Ok(json_response(StatusCode::OK, &info))
 }
 
 /// The served models, in OpenAI's list shape.

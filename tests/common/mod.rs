@@ -22,6 +22,12 @@ pub fn root() -> PathBuf {
 
 /// Config with absolute paths, so tests work from any directory, plus `extra` TOML.
 pub fn config(extra: &str) -> Config {
+    let text = config_text(extra);
+    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+/// The TOML [`config`] parses: also a reload's source (`ConfigSource::text`).
+pub fn config_text(extra: &str) -> String {
     let root = root();
     let model_dir = root.join("models/all-MiniLM-L6-v2");
     assert!(
@@ -35,8 +41,7 @@ pub fn config(extra: &str) -> Config {
         root.join("lib/libonnxruntime.so"),
         root.join("config/knowledge_base.toml"),
     );
-    let text = merge(&base, extra);
-    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+    merge(&base, extra)
 }
 
 /// The generative model's name in the API.
