@@ -22,12 +22,14 @@ mod generation;
 mod processes;
 mod reload;
 mod snapshot;
+mod snapshot_generation;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
 pub use generation::GenerationMetrics;
 pub use processes::ProcessMetrics;
 pub use reload::{ReloadMetrics, ReloadOutcome};
 pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
+pub use snapshot_generation::GenerationSnapshot;
 
 /// Why a request was turned away or dropped before it reached the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

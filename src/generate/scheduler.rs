@@ -143,7 +143,15 @@ impl Scheduler {
                 self.waiting
                     .push_back(Seq::new(s.request, s.events, s.queued_at))
             }
-            Command::Policy(p) => self.policy = p,
+            Command::Policy(p) => {
+                if p.kind != self.policy.kind {
+                    // The gauges move to the new label: left behind, the old one's would
+                    // keep their last values, and a sum over schedulers would count them.
+                    self.set_gauges([0; 3]);
+                }
+                self.policy = p;
+                self.publish();
+            }
             Command::Executor(e) => self.executor = e,
         }
     }
@@ -415,16 +423,17 @@ impl Scheduler {
     }
 
     fn publish(&self) {
+        let active = self.rows.len() + self.admitted.len();
+        let slots = self.rows.len() + self.admitted.len().min(1);
+        self.set_gauges([active, slots, self.waiting.len()]);
+    }
+
+    /// Active sequences, slots in use and waiting requests, under the live label.
+    fn set_gauges(&self, values: [usize; 3]) {
         let g = &self.metrics.generation;
-        let label = [self.label()];
-        g.active
-            .with_label_values(&label)
-            .set((self.rows.len() + self.admitted.len()) as i64);
-        g.slots_in_use
-            .with_label_values(&label)
-            .set((self.rows.len() + self.admitted.len().min(1)) as i64);
-        g.waiting
-            .with_label_values(&label)
-            .set(self.waiting.len() as i64);
+        let gauges = [&g.active, &g.slots_in_use, &g.waiting];
+        for (gauge, v) in gauges.into_iter().zip(values) {
+            gauge.with_label_values(&[self.label()]).set(v as i64);
+        }
     }
 }

@@ -265,3 +265,26 @@ async fn switching_the_policy_between_steps_loses_nothing() {
     }
     assert_eq!(got, alone);
 }
+
+#[tokio::test]
+async fn a_switch_leaves_no_gauge_behind_under_the_old_label() {
+    let (tx, metrics) = start(SchedulerKind::Continuous, 2, 8);
+    let g = &metrics.generation;
+    // What a step under load last published, before the switch.
+    g.active.with_label_values(&["continuous"]).set(2);
+    g.waiting.with_label_values(&["continuous"]).set(5);
+    let policy = PolicyConfig {
+        kind: SchedulerKind::Static,
+        slots: 2,
+        prefill_chunk_tokens: 8,
+        max_step_tokens: 10,
+        static_batch: 2,
+    };
+    tx.send(Command::Policy(policy)).await.unwrap();
+    // Commands are taken in order: once this one is answered, the switch was applied.
+    collect(submit(&tx, vec![5; 3], 4)).await;
+    for gauge in [&g.active, &g.slots_in_use, &g.waiting] {
+        assert_eq!(gauge.with_label_values(&["continuous"]).get(), 0);
+        assert_eq!(gauge.with_label_values(&["static"]).get(), 0);
+    }
+}
