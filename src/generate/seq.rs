@@ -76,6 +76,11 @@ impl Seq {
         self.generated += 1;
         self.last = id;
         if stop_ids.contains(&id) {
+            // Text held back as a possible start of a stop sequence was not one.
+            let held = self.stops.flush();
+            if !held.is_empty() {
+                self.send_text(held);
+            }
             return Some(self.finish(FinishReason::Stop));
         }
         let delta = self.detok.push(tokenizer, id);
