@@ -20,6 +20,16 @@
 //!   of several widths, each batch's width chosen from the moment (`elastic`) or fixed.
 //! - [`engine`]: synchronous ONNX Runtime sessions, mean pooling, normalisation.
 //!
+//! The generation path, for the generative model (a decode step is a batch whose state,
+//! the key/value cache, outlives it):
+//!
+//! - [`generate`]: the `Generator` handle (bounded queue, one token stream per request);
+//!   its scheduler, an actor that at every step decides who joins, who leaves and which
+//!   prompt chunk is prefilled (`sequential`, `static`, `continuous` are rules of that one
+//!   loop), and runs the step through the [`executor`] on the same core budget; the
+//!   decoder, whose cache stays in fixed slots between steps; sampling; the chat template,
+//!   detokenization and stop sequences.
+//!
 //! Beside the path: [`config`] (TOML -> validated config, and which keys may change live),
 //! [`reload`] (switching the config while serving: a new executor is built and warmed,
 //! swapped into the batcher between batches, the old one drained and joined),

@@ -1,5 +1,5 @@
 //! The scheduler: an actor that owns the running sequences and the engine, and at every
-//! step decides (through [`policy`](super::policy)) who joins, who leaves and how much of
+//! step decides (through [`policy`]) who joins, who leaves and how much of
 //! a prompt to prefill, then runs the step through the executor.
 //!
 //! Rows: decoding sequences sit in cache rows `0..rows.len()`, the prompt being prefilled
