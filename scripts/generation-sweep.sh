@@ -57,11 +57,12 @@ start_concur() {
     exit 1
 }
 
-run() { # name, then loadtest stream options
+run() { # name, then loadtest stream options; RUN_SECONDS overrides DURATION for one run
     local name=$1
     shift
     say "$name"
-    "$LT" stream --no-progress --warmup "$WARMUP" --duration "$DURATION" --json "$OUT/$name.json" "$@" \
+    "$LT" stream --no-progress --warmup "$WARMUP" --duration "${RUN_SECONDS:-$DURATION}" \
+        --json "$OUT/$name.json" "$@" \
         >"$OUT/$name.txt" 2>&1 || say "$name failed (see $OUT/$name.txt)"
 }
 
@@ -69,8 +70,8 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 
 for scheduler in continuous static sequential; do
     start_concur "$scheduler"
-    run "concur-$scheduler-ttft200" --url "$URL" --streams 1 --max-tokens 8 \
-        --corpus loadtest/corpus/prompt_200_tokens.jsonl --duration 10
+    RUN_SECONDS=10 run "concur-$scheduler-ttft200" --url "$URL" --streams 1 --max-tokens 8 \
+        --corpus loadtest/corpus/prompt_200_tokens.jsonl
     for n in $STREAMS; do
         run "concur-$scheduler-$n" --url "$URL" --streams "$n" --max-tokens 128
     done
@@ -80,8 +81,8 @@ for scheduler in continuous static sequential; do
     stop_server
 done
 
-run "llama-ttft200" --llama-server --slots 1 --streams 1 --max-tokens 8 \
-    --corpus loadtest/corpus/prompt_200_tokens.jsonl --duration 10 --llama-threads "$THREADS"
+RUN_SECONDS=10 run "llama-ttft200" --llama-server --slots 1 --streams 1 --max-tokens 8 \
+    --corpus loadtest/corpus/prompt_200_tokens.jsonl --llama-threads "$THREADS"
 for n in $STREAMS; do
     run "llama-$n" --llama-server --slots "$n" --streams "$n" --max-tokens 128 --llama-threads "$THREADS"
 done
@@ -92,10 +93,10 @@ rate=$(.venv/bin/python -c "import json,sys; print(round(0.7*json.load(open(sys.
     "$OUT/concur-continuous-16.json")
 say "open loop at $rate streams/s"
 start_concur continuous
-run "concur-continuous-open70" --url "$URL" --rate "$rate" --max-tokens 128 --duration $((DURATION * 3))
+RUN_SECONDS=$((DURATION * 3)) run "concur-continuous-open70" --url "$URL" --rate "$rate" --max-tokens 128
 stop_server
-run "llama-open70" --llama-server --slots 16 --rate "$rate" --max-tokens 128 --duration $((DURATION * 3)) \
-    --llama-threads "$THREADS"
+RUN_SECONDS=$((DURATION * 3)) run "llama-open70" --llama-server --slots 16 --rate "$rate" \
+    --max-tokens 128 --llama-threads "$THREADS"
 
 .venv/bin/python scripts/generation_summary.py "$OUT" >"$OUT/README.md"
 say "done: $OUT/README.md"
