@@ -6,10 +6,11 @@
 //! the cap, the idle connection to shed is chosen in tiers, idle longest first within
 //! each:
 //!
-//! 1. connections that have not sent a complete request yet (silent, slow, preconnected):
-//!    closing one costs its client nothing it has paid for;
-//! 2. connections that served one request;
-//! 3. connections reused for two or more: a pooled client that will likely send more.
+//! 1. connections that have not sent a complete request yet (silent, slow, preconnected)
+//!    or served just one: closing one costs its client little. One tier, not two: a tier
+//!    of only fresh connections would be so small under a flood that a real client's new
+//!    connection would be shed before its first request arrived;
+//! 2. connections reused for two or more: a pooled client that will likely send more.
 //!
 //! Closing a keep-alive connection races with the client's next request, which may
 //! already be on the wire; the tiers keep that race away from pooled clients while

@@ -237,30 +237,50 @@ async fn hostile_slot(
     }
 }
 
+/// One well-behaved client's requests: what the last try got, and how many tries it took.
+struct Outcome {
+    status: String,
+    tries: usize,
+}
+
+/// Whether `e` says the connection closed under a request before any answer came: shedding
+/// an idle keep-alive connection races with the client's next request (RFC 9112 9.3.1), and
+/// clients retry such a request on a fresh connection.
+fn closed_before_answer(e: &hyper_util::client::legacy::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<hyper::Error>())
+        .is_some_and(|h| h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+}
+
 /// One well-behaved client: `n` embeddings requests in a row on a pooled keep-alive
-/// client; returns what each got.
-async fn well_behaved(addr: std::net::SocketAddr, who: usize, n: usize) -> Vec<String> {
+/// client, each retried (at most twice) when its connection closed before the answer.
+async fn well_behaved(addr: std::net::SocketAddr, who: usize, n: usize) -> Vec<Outcome> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let mut outcomes = Vec::new();
     for i in 0..n {
         let body = json!({"model": "all-MiniLM-L6-v2", "input": format!("client {who}, question {i}: where is my parcel?")});
-        let req = hyper::Request::post(format!("http://{addr}/v1/embeddings"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .unwrap();
-        let outcome = match timeout(Duration::from_secs(30), client.request(req)).await {
-            Ok(Ok(resp)) => {
-                let status = resp.status();
-                match resp.into_body().collect().await {
-                    Ok(_) => status.as_str().to_string(),
-                    Err(e) => format!("{status}, body cut off: {e}"),
+        let mut tries = 0;
+        let status = loop {
+            tries += 1;
+            let req = hyper::Request::post(format!("http://{addr}/v1/embeddings"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap();
+            match timeout(Duration::from_secs(30), client.request(req)).await {
+                Ok(Ok(resp)) => {
+                    let status = resp.status();
+                    break match resp.into_body().collect().await {
+                        Ok(_) => status.as_str().to_string(),
+                        Err(e) => format!("{status}, body cut off: {e}"),
+                    };
                 }
+                Ok(Err(e)) if closed_before_answer(&e) && tries < 3 => continue,
+                Ok(Err(e)) => break format!("error: {e:?}"),
+                Err(_) => break "no answer in 30 s".into(),
             }
-            Ok(Err(e)) => format!("error: {e:?}"),
-            Err(_) => "no answer in 30 s".into(),
         };
-        outcomes.push(outcome);
+        outcomes.push(Outcome { status, tries });
     }
     outcomes
 }
@@ -324,13 +344,25 @@ async fn a_flood_of_idle_connections_does_not_lock_out_real_clients() {
     tokio::task::spawn_blocking(move || hostile.join().unwrap())
         .await
         .unwrap();
-    let failed: Vec<_> = outcomes.iter().filter(|o| *o != "200").collect();
+    let failed: Vec<_> = outcomes
+        .iter()
+        .filter(|o| o.status != "200")
+        .map(|o| &o.status)
+        .collect();
     assert!(
         failed.is_empty(),
         "{} of {} well-behaved requests failed: {:?}",
         failed.len(),
         outcomes.len(),
         &failed[..failed.len().min(5)]
+    );
+    // Shedding prefers silent and once-used connections, so a pooled client's connection is
+    // rarely the one closed: a retry now and then, never a client that mostly retries.
+    let retried = outcomes.iter().filter(|o| o.tries > 1).count();
+    assert!(
+        retried <= outcomes.len() / 10,
+        "{retried} of {} well-behaved requests needed a retry",
+        outcomes.len()
     );
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -346,7 +378,7 @@ async fn a_flood_of_idle_connections_does_not_lock_out_real_clients() {
     );
     assert!(value("concur_connections_open", &[]) <= CAP as f64);
     println!(
-        "{} well-behaved requests answered while the server closed {churn} hostile connections",
+        "{} well-behaved requests answered ({retried} retried) while the server closed {churn} hostile connections",
         outcomes.len()
     );
 }
