@@ -158,6 +158,8 @@ pub struct Metrics {
     strategy: RwLock<&'static str>,
     /// `process_*` (memory, CPU, open files), unprefixed as every exporter names them.
     process: Registry,
+    /// `concur_generation_*`: its own registry, as its `model` is the generative one.
+    generation_registry: Registry,
     /// Above 0 while start-up work runs; shared with every [`RequestHistogram`].
     startup: Arc<AtomicUsize>,
     startup_seconds: GaugeVec,
@@ -185,11 +187,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric, labelled with `model` and the live `strategy`.
+    /// Creates and registers every metric, labelled with `model` and the live `strategy`;
+    /// generation's series too (a server with a generative model names it through
+    /// [`Metrics::with_generative_model`]).
     pub fn new(strategy: &'static str, model: &str) -> Metrics {
+        Metrics::with_generative_model(strategy, model, model)
+    }
+
+    /// As [`Metrics::new`], with `concur_generation_*` labelled `model = generative`.
+    pub fn with_generative_model(strategy: &'static str, model: &str, generative: &str) -> Metrics {
+        let labelled = |model: &str| {
+            let labels = HashMap::from([("model".to_string(), model.to_string())]);
+            Registry::new_custom(Some("concur".into()), Some(labels)).expect("valid registry")
+        };
+        let generation_registry = labelled(generative);
         let labels = HashMap::from([("model".to_string(), model.to_string())]);
-        let registry = Registry::new_custom(Some("concur".into()), Some(labels.clone()))
-            .expect("valid registry");
+        let registry = labelled(model);
         let process = Registry::new_custom(None, Some(labels)).expect("valid registry");
         #[cfg(target_os = "linux")]
         process
@@ -343,7 +356,8 @@ impl Metrics {
             reload: ReloadMetrics::register(&registry),
             strategy: RwLock::new(strategy),
             processes: ProcessMetrics::register(&registry),
-            generation: GenerationMetrics::register(&registry, seconds_buckets()),
+            generation: GenerationMetrics::register(&generation_registry, seconds_buckets()),
+            generation_registry,
             registry,
             process,
             startup,
@@ -398,6 +412,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let mut families = self.registry.gather();
+        families.extend(self.generation_registry.gather());
         families.extend(self.process.gather());
         let strategy = *self.strategy.read().unwrap_or_else(|p| p.into_inner());
         reload::label_strategy(&mut families, strategy);
@@ -425,6 +440,29 @@ mod tests {
         assert!(m.render().contains("concur_startup_seconds{"));
         m.inference.observe(0.5);
         assert_eq!(m.inference.inner.get_sample_count(), 1);
+    }
+
+    #[test]
+    fn generation_series_name_the_generative_model_and_the_live_strategy() {
+        let m = Metrics::with_generative_model("workers", "embedder", "generator");
+        m.generation
+            .tokens
+            .with_label_values(&["continuous", "generated"])
+            .inc();
+        m.set_strategy("rayon");
+        let text = m.render();
+        assert!(
+            text.contains(
+                "concur_generation_tokens_total{kind=\"generated\",model=\"generator\",scheduler=\"continuous\",strategy=\"rayon\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("concur_batch_failures_total{model=\"embedder\",strategy=\"rayon\"} 0")
+        );
+        assert!(
+            !text.contains("concur_generation_tokens_total{kind=\"generated\",model=\"embedder\"")
+        );
     }
 
     #[test]

@@ -93,9 +93,10 @@ impl Server {
     /// Serves until `shutdown` is cancelled, then drains. Errors only if loading fails.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         let config = Arc::new(self.config);
-        let metrics = Arc::new(Metrics::new(
+        let metrics = Arc::new(Metrics::with_generative_model(
             config.executor.strategy.as_str(),
             &config.model.name,
+            &config.generation.name,
         ));
         let state = Arc::new(AppState::new(config.clone(), metrics.clone()));
         let stop_probe = CancellationToken::new();

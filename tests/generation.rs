@@ -136,7 +136,7 @@ async fn greedy_completions_are_the_same_alone_and_together_under_every_schedule
         let (_, metrics) = s.get("/metrics").await;
         let metrics = String::from_utf8_lossy(&metrics);
         for kind in ["continuous", "static", "sequential"] {
-            let line = format!("concur_generation_prefill_chunks_total{{model=\"all-MiniLM-L6-v2\",scheduler=\"{kind}\",strategy=\"{strategy}\"}}");
+            let line = format!("concur_generation_prefill_chunks_total{{model=\"SmolLM2-135M-Instruct\",scheduler=\"{kind}\",strategy=\"{strategy}\"}}");
             assert!(metrics.contains(&line), "{strategy}: no {line}");
         }
     }
@@ -189,7 +189,7 @@ async fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     assert_eq!(
         metric(
             &m,
-            "concur_generation_finished_total{model=\"all-MiniLM-L6-v2\",reason=\"cancelled\""
+            "concur_generation_finished_total{model=\"SmolLM2-135M-Instruct\",reason=\"cancelled\""
         ),
         1.0,
         "{m}"
