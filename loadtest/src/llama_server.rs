@@ -43,6 +43,11 @@ pub struct LlamaServer {
     /// Pass `--no-repack`, which keeps ggml off its AMX kernels (see
     /// [`amx_advertised`]).
     pub no_repack: bool,
+    /// Keep each slot's last prompt and reuse its longest common prefix (llama-server's
+    /// default). Off (`--no-cache-prompt`) to time a prompt that repeats as if it were
+    /// new: concur keeps no prompt cache, so a repeated prompt would otherwise compare
+    /// concur's full prefill with llama-server's one-token one.
+    pub cache_prompt: bool,
 }
 
 /// Whether this CPU says it has AMX. On such a machine (a KVM guest with a
@@ -68,6 +73,7 @@ impl LlamaServer {
             slots: slots.max(1),
             threads: 2,
             no_repack: amx_advertised(),
+            cache_prompt: true,
         }
     }
 
@@ -80,9 +86,10 @@ impl LlamaServer {
             Ok(shlex::try_quote(s)?.into_owned())
         };
         let dir = self.binary.parent().unwrap_or(Path::new("."));
-        let command = format!(
+        let command =
+            format!(
             "LD_LIBRARY_PATH={dir}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} exec {bin} -m {gguf} \
-             -np {np} -c {ctx} -t {t} --no-webui --metrics{nr} --host 127.0.0.1 --port {PORT}",
+             -np {np} -c {ctx} -t {t} --no-webui --metrics{nr}{nc} --host 127.0.0.1 --port {PORT}",
             dir = q(dir)?,
             bin = q(&self.binary)?,
             gguf = q(&self.gguf)?,
@@ -90,6 +97,7 @@ impl LlamaServer {
             ctx = self.slots * CTX_PER_SLOT,
             t = self.threads,
             nr = if self.no_repack { " --no-repack" } else { "" },
+            nc = if self.cache_prompt { "" } else { " --no-cache-prompt" },
         );
         format!("{name}={command}").parse()
     }
@@ -145,6 +153,12 @@ mod tests {
         l.no_repack = true;
         let cmd = l.spec("llama").unwrap().command_for(9000);
         assert!(cmd.contains("--metrics --no-repack --host"), "{cmd}");
+        l.cache_prompt = false;
+        let cmd = l.spec("llama").unwrap().command_for(9000);
+        assert!(
+            cmd.contains("--no-repack --no-cache-prompt --host"),
+            "{cmd}"
+        );
     }
 
     #[test]

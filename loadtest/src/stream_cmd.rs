@@ -97,6 +97,10 @@ pub struct StreamArgs {
     /// llama-server's CPU threads (-t).
     #[arg(long, default_value_t = 2, requires = "llama_server")]
     llama_threads: usize,
+    /// Start llama-server with `--no-cache-prompt`: each request's prompt is prefilled
+    /// whole, as concur does, even when it repeats (time to first token of one prompt).
+    #[arg(long, requires = "llama_server")]
+    llama_no_cache_prompt: bool,
     /// llama-server's log file.
     #[arg(long, default_value = "llama-server.log", requires = "llama_server")]
     llama_log: PathBuf,
@@ -166,6 +170,7 @@ async fn measure(a: &StreamArgs) -> Result<StreamSummary> {
         let slots = a.slots.or(a.streams).unwrap_or(4);
         let mut server = LlamaServer::new(a.llama_bin.clone(), a.gguf.clone(), slots);
         server.threads = a.llama_threads.max(1);
+        server.cache_prompt = !a.llama_no_cache_prompt;
         eprintln!(
             "starting llama-server with {slots} slots (log: {})",
             a.llama_log.display()
