@@ -3,14 +3,18 @@
 # same SmolLM2-135M-Instruct GGUF on the same cores, measured one after the other with
 # `loadtest stream` (OpenAI streaming, greedy): closed loops at 1, 4, 16 and 32 streams of
 # max_tokens 128, a mixed max_tokens load (16-256) at 16 streams, time to first token of a
-# ~200-token prompt, and an open loop at 70% of the continuous scheduler's capacity.
+# ~200-token prompt, and open loops at fractions of the continuous scheduler's capacity (its
+# streams/s at 16 streams), each for the continuous scheduler and for llama-server -np 16 at
+# the same rate.
 #
 # Needs `make build` and `make peer-setup` (llama-server in .peer/). Writes one JSON per run
-# and a summary (README.md) into $OUT. About 12 minutes with the defaults; run it on a quiet
-# machine and compare only figures of one run.
+# into $OUT, then the report: `loadtest gen-report $OUT` (README.md with the tables and SVG
+# charts of tokens/s, TTFT and ITL against concurrent streams). About 14 minutes with the
+# defaults; run it on a quiet machine and compare only figures of one run.
 #
-# Env: OUT (default results/2core-generation), DURATION (20 s), WARMUP (3 s), STREAMS
-# ("1 4 16 32"), PORT (18080), THREADS (2: concur's step threads and llama-server's -t), SLOTS
+# Env: OUT (default results/2core-generation), DURATION (20 s; each open loop runs 3x as
+# long), WARMUP (3 s), STREAMS ("1 4 16 32"), OPEN_FRACTIONS ("0.5 0.7": files *-open50,
+# *-open70), PORT (18080), THREADS (2: concur's step threads and llama-server's -t), SLOTS
 # (32: concur's slots and static batch; llama-server gets -np STREAMS).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -19,6 +23,7 @@ OUT=${OUT:-results/2core-generation}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 STREAMS=${STREAMS:-"1 4 16 32"}
+OPEN_FRACTIONS=${OPEN_FRACTIONS:-"0.5 0.7"}
 PORT=${PORT:-18080}
 THREADS=${THREADS:-2}
 SLOTS=${SLOTS:-32}
@@ -88,15 +93,34 @@ for n in $STREAMS; do
 done
 run "llama-16-mixed" --llama-server --slots 16 --streams 16 --max-tokens 16-256 --llama-threads "$THREADS"
 
-# Open loop at 70% of the continuous scheduler's capacity (its streams/s at 16 streams).
-rate=$(.venv/bin/python -c "import json,sys; print(round(0.7*json.load(open(sys.argv[1]))['requests_per_s'], 3))" \
-    "$OUT/concur-continuous-16.json")
-say "open loop at $rate streams/s"
-start_concur continuous
-RUN_SECONDS=$((DURATION * 3)) run "concur-continuous-open70" --url "$URL" --rate "$rate" --max-tokens 128
-stop_server
-RUN_SECONDS=$((DURATION * 3)) run "llama-open70" --llama-server --slots 16 --rate "$rate" \
-    --max-tokens 128 --llama-threads "$THREADS"
+# Open loops at fractions of the continuous scheduler's capacity: its streams/s at 16
+# streams. A fraction f runs as *-open<100f> (0.7: open70), the name the report reads.
+capacity=$(awk -F': ' '/^  "requests_per_s":/ {gsub(/,/, "", $2); print $2; exit}' \
+    "$OUT/concur-continuous-16.json" 2>/dev/null || true)
+open_runs=()
+if awk -v c="${capacity:-0}" 'BEGIN {exit !(c > 0)}'; then
+    for f in $OPEN_FRACTIONS; do
+        open_runs+=("$(awk -v f="$f" -v c="$capacity" \
+            'BEGIN {printf "%d %.3f", f * 100 + 0.5, f * c}')")
+    done
+else
+    say "no capacity (concur-continuous-16.json missing or without a finished stream): open loops skipped"
+fi
+if [ "${#open_runs[@]}" -gt 0 ]; then
+    start_concur continuous
+    for pr in "${open_runs[@]}"; do
+        read -r pct rate <<<"$pr"
+        say "open loop at $pct% of capacity: $rate streams/s"
+        RUN_SECONDS=$((DURATION * 3)) run "concur-continuous-open$pct" --url "$URL" --rate "$rate" \
+            --max-tokens 128
+    done
+    stop_server
+    for pr in "${open_runs[@]}"; do
+        read -r pct rate <<<"$pr"
+        RUN_SECONDS=$((DURATION * 3)) run "llama-open$pct" --llama-server --slots 16 --rate "$rate" \
+            --max-tokens 128 --llama-threads "$THREADS"
+    done
+fi
 
-.venv/bin/python scripts/generation_summary.py "$OUT" >"$OUT/README.md"
+"$LT" gen-report "$OUT"
 say "done: $OUT/README.md"

@@ -8,6 +8,8 @@
 //! - [`sweep`]: the whole comparison across config presets; its
 //!   `report` child writes `report.md` and the charts from the sweep's
 //!   results (its `options` and `results` children), which sit below it.
+//! - [`genreport`]: `loadtest gen-report`, the generation sweep's report
+//!   (README.md and charts) from the `stream` runs' JSON files.
 //! - [`stream`]: streaming chat load (OpenAI server-sent events) for any
 //!   OpenAI-compatible server: TTFT, inter-token latency, tokens/s.
 //! - [`search`]: the ramp-then-bisect search for the highest sustained rate.
@@ -34,6 +36,7 @@
 pub mod breakdown;
 pub mod client;
 pub mod corpus;
+pub mod genreport;
 pub mod idle;
 pub mod llama_server;
 pub mod machine;

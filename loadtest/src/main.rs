@@ -1,6 +1,6 @@
 //! `loadtest` command line: `run` for one load test, `stream` for one
-//! streaming chat run, `sweep` for the strategy comparison. All logic lives
-//! in the library.
+//! streaming chat run, `sweep` for the strategy comparison, `gen-report`
+//! for the generation sweep's report. All logic lives in the library.
 
 mod stream_cmd;
 
@@ -33,6 +33,15 @@ enum Command {
     Stream(stream_cmd::StreamArgs),
     /// Start the server once per config preset, find its sustainable rate, write a report.
     Sweep(SweepArgs),
+    /// Write the report of a generation sweep (scripts/generation-sweep.sh):
+    /// DIR/README.md and SVG charts from the `stream --json` files in DIR.
+    GenReport(GenReportArgs),
+}
+
+#[derive(Args)]
+struct GenReportArgs {
+    /// The sweep's folder, holding its run JSON files; the report is written there.
+    dir: PathBuf,
 }
 
 /// Options shared by `run` and `sweep`.
@@ -376,6 +385,17 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
     Ok(())
 }
 
+fn gen_report_cmd(a: GenReportArgs) -> Result<()> {
+    let written = loadtest::genreport::write(&a.dir)?;
+    for (run, error) in &written.unreadable {
+        eprintln!("{run}.json: unreadable, shown as such: {error}");
+    }
+    for p in written.files {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     // Two worker threads: enough to keep sends on schedule without taking
@@ -389,6 +409,7 @@ fn main() -> Result<()> {
             Command::Run(a) => run_cmd(a).await,
             Command::Stream(a) => stream_cmd::run(a).await,
             Command::Sweep(a) => sweep_cmd(a).await,
+            Command::GenReport(a) => gen_report_cmd(a),
         }
     })
 }
