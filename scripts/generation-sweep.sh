@@ -86,8 +86,10 @@ for scheduler in continuous static sequential; do
     stop_server
 done
 
+# The same prompt every time: without --no-cache-prompt llama-server would reuse it and
+# prefill one token, where concur prefills all ~200.
 RUN_SECONDS=10 run "llama-ttft200" --llama-server --slots 1 --streams 1 --max-tokens 8 \
-    --corpus loadtest/corpus/prompt_200_tokens.jsonl --llama-threads "$THREADS"
+    --corpus loadtest/corpus/prompt_200_tokens.jsonl --llama-threads "$THREADS" --llama-no-cache-prompt
 for n in $STREAMS; do
     run "llama-$n" --llama-server --slots "$n" --streams "$n" --max-tokens 128 --llama-threads "$THREADS"
 done
