@@ -39,6 +39,7 @@ struct Rig {
     seen: Arc<Mutex<Vec<u32>>>,
     gate: Arc<(Mutex<bool>, Condvar)>,
     metrics: Arc<Metrics>,
+    executor: Arc<Executor>,
 }
 
 impl Rig {
@@ -67,7 +68,7 @@ impl Rig {
         let executor = Arc::new(Executor::start(&exec, ladder, factory, metrics.clone()).unwrap());
         let handle = spawn(
             &config.batching,
-            executor,
+            executor.clone(),
             metrics.clone(),
             &TaskTracker::new(),
             CancellationToken::new(),
@@ -77,12 +78,24 @@ impl Rig {
             seen,
             gate,
             metrics,
+            executor,
         }
     }
 
     fn submit(&self, first_ids: &[u32], ttl: Duration) -> Vec<oneshot::Receiver<Reply>> {
         let rows = first_ids.iter().map(|&id| vec![id, 7, 7]).collect();
         self.handle.submit(rows, Instant::now() + ttl).unwrap()
+    }
+
+    /// Submits one row of `tokens` tokens and returns the width its batch ran at.
+    async fn width_of_row(&self, id: u32, tokens: usize) -> f32 {
+        let mut row = vec![7; tokens];
+        row[0] = id;
+        let rx = self
+            .handle
+            .submit(vec![row], Instant::now() + LONG)
+            .unwrap();
+        width_of(rx.into_iter().next().unwrap().await.unwrap())
     }
 
     fn set_gate(&self, open: bool) {
@@ -277,4 +290,45 @@ async fn fixed_parallelism_always_uses_intra_op_threads() {
         assert_eq!(width_of(r.await.unwrap()), 2.0);
     }
     assert_eq!(rig.metrics.cores.budget.get(), 4);
+}
+
+/// Teaches the executor this machine's costs: a pass on one core 2 ms plus 0.17 ms per
+/// padded token, on two 0.55 ms plus 0.1 ms (as measured on the 2-core machine), with
+/// enough weight that the fake engine's own microsecond passes since hardly move the fit.
+fn teach_two_core_costs(executor: &Executor) {
+    let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+    for _ in 0..200 {
+        for tokens in [8, 32, 128, 256] {
+            let t = tokens as f64;
+            executor.record_cost(1, tokens, ms(2.0 + 0.17 * t), Instant::now());
+            executor.record_cost(2, tokens, ms(0.55 + 0.1 * t), Instant::now());
+        }
+    }
+}
+
+// Paused time: the inline strategy runs the fake engine on the runtime's own thread, so
+// the clock only moves when every task waits, and arrival rates are exact.
+#[tokio::test(start_paused = true)]
+async fn sparse_arrivals_get_both_cores_dense_ones_leave_a_long_row_one() {
+    let rig = Rig::with_ladder(Strategy::Inline, "", Ladder::elastic(2));
+    teach_two_core_costs(&rig.executor);
+    // One short message every 200 ms: each gets both cores.
+    for id in 1..=5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(rig.width_of_row(id, 14).await, 2.0, "sparse, row {id}");
+    }
+    assert_eq!(rig.width_of_row(6, 256).await, 2.0, "sparse, a long row");
+    // 400 rows a second for half a second.
+    for id in 10..210 {
+        tokio::time::sleep(Duration::from_micros(2500)).await;
+        let w = rig.width_of_row(id, 14).await;
+        assert_eq!(w, 2.0, "a short row is over before the next arrival");
+    }
+    // A long row now would hold up the rows due while it runs: it takes one core.
+    teach_two_core_costs(&rig.executor);
+    assert_eq!(rig.width_of_row(300, 256).await, 1.0, "dense, a long row");
+    // Two seconds of quiet: the rate has decayed, the long row gets both cores again.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    teach_two_core_costs(&rig.executor);
+    assert_eq!(rig.width_of_row(301, 256).await, 2.0, "sparse again");
 }

@@ -3,6 +3,7 @@
 //! which thread calls [`Engine::embed`](crate::engine::Engine::embed).
 //!
 //! - [`width`]: the session widths to load and how many cores the next batch gets (pure).
+//! - [`cost`]: what a batch costs at each width, learned from the batches that ran.
 //! - [`cores`]: the core budget; a running batch holds as many cores as its width.
 //! - [`pool`]: the sessions of every width, borrowed per batch by any strategy.
 //!
@@ -12,6 +13,7 @@
 //! engine's thread.
 
 mod cores;
+pub mod cost;
 mod inline;
 mod job;
 mod pool;
@@ -31,9 +33,11 @@ use crate::config::{ExecutorConfig, Strategy};
 use crate::engine::{EngineError, EngineFactory};
 use crate::metrics::Metrics;
 use cores::CoreBudget;
+use cost::Costs;
 use pool::SessionPool;
 use std::sync::{Arc, Mutex};
-use width::{Demand, Ladder};
+use tokio::time::Instant;
+use width::{Ladder, Moment};
 
 /// Runs jobs somewhere. `dispatch` never blocks its caller (the batcher task); where the
 /// job then runs is the strategy.
@@ -62,9 +66,11 @@ pub struct Executor {
     /// The sessions, when they live in this process (not under `processes`).
     pool: Option<Arc<SessionPool>>,
     budget: CoreBudget,
-    /// Only the batcher task widens, so the lock is never contended; a std mutex because
-    /// it is never held across an `.await`.
-    demand: Mutex<Demand>,
+    /// Written by whichever thread finishes a batch, read by the batcher when it widens
+    /// one. A std mutex: it is held for a few arithmetic operations, never across an
+    /// `.await`, and an `Arc` because the completion callbacks outlive no executor but are
+    /// `'static`.
+    costs: Arc<Mutex<Costs>>,
     ladder: Ladder,
     footprint: Footprint,
     metrics: Arc<Metrics>,
@@ -103,7 +109,7 @@ impl Executor {
             dispatch,
             pool,
             budget: CoreBudget::new(ladder.cores, ladder.narrowest(), &metrics),
-            demand: Mutex::new(Demand::new()),
+            costs: Arc::new(Mutex::new(Costs::new(ladder.rungs.iter().map(|r| r.width)))),
             ladder,
             footprint,
             metrics,
@@ -123,21 +129,47 @@ impl Executor {
         self.budget.reserve().await
     }
 
-    /// Widens `cores` for a batch that leaves `pending` batches queued behind it: as many
-    /// of the idle cores as [`width::choose`] gives it. Never waits.
-    pub fn widen(&self, cores: &mut Cores, pending: usize) {
-        let demand = self
-            .demand
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(self.budget.batches() + pending, tokio::time::Instant::now());
-        let want = width::choose(&self.ladder, self.budget.free(cores), pending, demand);
+    /// Widens `cores` for the batch described by `moment` (its `free` is filled in here):
+    /// as many of the idle cores as [`width::choose`] gives it. Never waits.
+    pub fn widen(&self, cores: &mut Cores, moment: Moment) {
+        let moment = Moment {
+            free: self.budget.free(cores),
+            ..moment
+        };
+        let costs = self.costs.lock().unwrap_or_else(|p| p.into_inner());
+        let want = width::choose(&self.ladder, &moment, &costs, Instant::now());
+        drop(costs);
         self.budget.widen(cores, want);
+    }
+
+    /// Records a pass's cost as if a batch had run (tests teach a machine's costs).
+    #[cfg(test)]
+    pub(crate) fn record_cost(
+        &self,
+        width: usize,
+        tokens: usize,
+        took: std::time::Duration,
+        at: Instant,
+    ) {
+        let mut c = self.costs.lock().unwrap_or_else(|p| p.into_inner());
+        c.record(width, tokens, took, at);
     }
 
     /// Runs `job` on the strategy's thread; `job.done` is called exactly once, there.
     pub fn dispatch(&self, cores: Cores, mut job: Job) {
         self.metrics.inflight_batches.inc();
+        // What the pass took at this width teaches the width decision. Timestamped on
+        // the batcher's clock, at dispatch, so that paused time in tests stays consistent.
+        let (width, tokens, at) = (cores.width(), job.batch.padded_tokens(), Instant::now());
+        let costs = self.costs.clone();
+        let done = job.done;
+        job.done = Box::new(move |result, took| {
+            if result.is_ok() {
+                let mut c = costs.lock().unwrap_or_else(|p| p.into_inner());
+                c.record(width, tokens, took, at);
+            }
+            done(result, took);
+        });
         job.cores = Some(cores);
         self.dispatch.dispatch(job);
     }
