@@ -293,42 +293,48 @@ async fn fixed_parallelism_always_uses_intra_op_threads() {
 }
 
 /// Teaches the executor this machine's costs: a pass on one core 2 ms plus 0.17 ms per
-/// padded token, on two 0.55 ms plus 0.1 ms (as measured on the 2-core machine), with
-/// enough weight that the fake engine's own microsecond passes since hardly move the fit.
-fn teach_two_core_costs(executor: &Executor) {
+/// padded token, on two 0.55 ms plus 0.1 ms (as measured on the 2-core machine), and that
+/// `rate` rows a second arrive while batches run; with enough weight that the fake
+/// engine's own microsecond passes since hardly move either.
+fn teach(executor: &Executor, rate: f64) {
     let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
     for _ in 0..200 {
         for tokens in [8, 32, 128, 256] {
             let t = tokens as f64;
-            executor.record_cost(1, tokens, ms(2.0 + 0.17 * t), Instant::now());
-            executor.record_cost(2, tokens, ms(0.55 + 0.1 * t), Instant::now());
+            for (width, took) in [(1, ms(2.0 + 0.17 * t)), (2, ms(0.55 + 0.1 * t))] {
+                let arrived = (rate * took.as_secs_f64()).round() as u64;
+                executor.record_cost(width, tokens, took, arrived, Instant::now());
+            }
         }
     }
 }
 
 // Paused time: the inline strategy runs the fake engine on the runtime's own thread, so
-// the clock only moves when every task waits, and arrival rates are exact.
+// the clock only moves when every task waits.
 #[tokio::test(start_paused = true)]
-async fn sparse_arrivals_get_both_cores_dense_ones_leave_a_long_row_one() {
+async fn a_closed_loop_gets_both_cores_however_fast_it_sends() {
     let rig = Rig::with_ladder(Strategy::Inline, "", Ladder::elastic(2));
-    teach_two_core_costs(&rig.executor);
-    // One short message every 200 ms: each gets both cores.
-    for id in 1..=5 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(rig.width_of_row(id, 14).await, 2.0, "sparse, row {id}");
+    teach(&rig.executor, 0.0);
+    // One user sending the next message as soon as the answer came, a thousand a
+    // second: nothing ever arrives while its batch runs, so even long rows get both.
+    for id in 1..=300 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let tokens = if id % 10 == 0 { 256 } else { 14 };
+        assert_eq!(rig.width_of_row(id, tokens).await, 2.0, "row {id}");
     }
-    assert_eq!(rig.width_of_row(6, 256).await, 2.0, "sparse, a long row");
-    // 400 rows a second for half a second.
-    for id in 10..210 {
-        tokio::time::sleep(Duration::from_micros(2500)).await;
-        let w = rig.width_of_row(id, 14).await;
-        assert_eq!(w, 2.0, "a short row is over before the next arrival");
-    }
-    // A long row now would hold up the rows due while it runs: it takes one core.
-    teach_two_core_costs(&rig.executor);
-    assert_eq!(rig.width_of_row(300, 256).await, 1.0, "dense, a long row");
-    // Two seconds of quiet: the rate has decayed, the long row gets both cores again.
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_dense_arrivals_a_long_row_leaves_a_core_until_they_stop() {
+    let rig = Rig::with_ladder(Strategy::Inline, "", Ladder::elastic(2));
+    // 400 rows a second arrive while batches run.
+    teach(&rig.executor, 400.0);
+    // A short row is over before the next arrival is likely: both cores.
+    assert_eq!(rig.width_of_row(1, 14).await, 2.0);
+    // A long row on both cores would hold up the rows due meanwhile: one core.
+    assert_eq!(rig.width_of_row(2, 256).await, 1.0);
+    // Two seconds without batches: the rate has faded; the costs are kept.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    teach_two_core_costs(&rig.executor);
-    assert_eq!(rig.width_of_row(301, 256).await, 2.0, "sparse again");
+    teach(&rig.executor, 0.0);
+    assert_eq!(rig.width_of_row(3, 256).await, 2.0);
 }

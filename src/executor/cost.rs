@@ -7,6 +7,12 @@
 //! fit of its recent batches. Recent: a sample's weight halves every [`HALF_LIFE`], so the
 //! fit follows the machine (another process taking a core slows wide batches most) and a
 //! width unused for a while falls back to the prior below and is tried again.
+//!
+//! The same batches tell how many rows arrive while a batch runs, per second of running:
+//! the arrival rate the width decision needs. Counted during runs only, because that is
+//! when an arrival competes with a batch for cores, and because a closed loop (a user who
+//! sends the next message when the answer came) sends nothing while its batch runs: such a
+//! user arriving hundreds of times a second must still get every core.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,10 +37,10 @@ struct Fit {
 
 impl Fit {
     /// Scales every sum down by the time since the last sample.
-    fn fade(&mut self, now: Instant) {
+    fn fade(&mut self, now: Instant, half_life: Duration) {
         let Some(at) = self.at else { return };
         let age = now.saturating_duration_since(at).as_secs_f64();
-        let keep = 0.5f64.powf(age / HALF_LIFE.as_secs_f64());
+        let keep = 0.5f64.powf(age / half_life.as_secs_f64());
         for s in [
             &mut self.n,
             &mut self.x,
@@ -47,8 +53,8 @@ impl Fit {
         self.at = Some(now);
     }
 
-    fn add(&mut self, x: f64, y: f64, now: Instant) {
-        self.fade(now);
+    fn add(&mut self, x: f64, y: f64, now: Instant, half_life: Duration) {
+        self.fade(now, half_life);
         self.n += 1.0;
         self.x += x;
         self.y += y;
@@ -60,7 +66,7 @@ impl Fit {
     /// Seconds for `x` padded tokens, from the samples' weight as of `now`.
     fn estimate(&self, x: f64, now: Instant) -> Option<f64> {
         let mut faded = *self;
-        faded.fade(now);
+        faded.fade(now, HALF_LIFE);
         if faded.n < MIN_WEIGHT {
             return None;
         }
@@ -77,25 +83,53 @@ impl Fit {
     }
 }
 
-/// The cost fits of every width of a ladder.
+/// The cost fits of every width of a ladder, and the arrivals seen during runs.
 #[derive(Debug, Clone)]
 pub struct Costs {
     /// (width, fit), narrowest first.
     fits: Vec<(usize, Fit)>,
+    /// Rows that arrived during runs (x) against seconds of running (y), faded like the
+    /// fits but faster: the rate follows the traffic within a second or two.
+    arrivals: Fit,
 }
+
+/// How fast the arrival rate forgets: a few dozen batches at a rate that matters, and a
+/// burst (the knowledge base embedded at start) gone within a second or two.
+const RATE_HALF_LIFE: Duration = Duration::from_millis(250);
 
 impl Costs {
     pub fn new(widths: impl IntoIterator<Item = usize>) -> Costs {
         Costs {
             fits: widths.into_iter().map(|w| (w, Fit::default())).collect(),
+            arrivals: Fit::default(),
         }
     }
 
-    /// Records that a batch of `tokens` padded tokens took `took` on `width` cores.
-    pub fn record(&mut self, width: usize, tokens: usize, took: Duration, now: Instant) {
+    /// Records that a batch of `tokens` padded tokens took `took` on `width` cores, and
+    /// that `arrived` rows arrived meanwhile.
+    pub fn record(
+        &mut self,
+        width: usize,
+        tokens: usize,
+        took: Duration,
+        arrived: u64,
+        now: Instant,
+    ) {
+        let secs = took.as_secs_f64();
         if let Some((_, fit)) = self.fits.iter_mut().find(|(w, _)| *w == width) {
-            fit.add(tokens as f64, took.as_secs_f64(), now);
+            fit.add(tokens as f64, secs, now, HALF_LIFE);
         }
+        self.arrivals.add(arrived as f64, secs, now, RATE_HALF_LIFE);
+    }
+
+    /// Rows arriving per second while batches run, lately (0 before any batch ran).
+    pub fn arrival_rate(&self, now: Instant) -> f64 {
+        let mut a = self.arrivals;
+        a.fade(now, RATE_HALF_LIFE);
+        if a.y <= 0.0 {
+            return 0.0;
+        }
+        a.x / a.y
     }
 
     /// Seconds a batch of `tokens` padded tokens should take on `width` cores; None before
@@ -125,6 +159,28 @@ mod tests {
     }
 
     #[test]
+    fn the_arrival_rate_is_rows_per_second_of_running() {
+        let (mut c, t) = (Costs::new([1, 2]), Instant::now());
+        assert_eq!(c.arrival_rate(t), 0.0);
+        // 5 ms batches, one row arriving during each: 200 rows a second.
+        for i in 0..100 {
+            c.record(1, 16, ms(5.0), 1, t + Duration::from_millis(5 * i));
+        }
+        let now = t + Duration::from_millis(500);
+        assert!(
+            (c.arrival_rate(now) - 200.0).abs() < 1.0,
+            "{}",
+            c.arrival_rate(now)
+        );
+        // A closed loop of one user: nothing arrives while its batch runs.
+        for i in 0..1000 {
+            c.record(2, 16, ms(2.0), 0, now + Duration::from_millis(3 * i));
+        }
+        let later = now + Duration::from_millis(3000);
+        assert!(c.arrival_rate(later) < 2.0, "{}", c.arrival_rate(later));
+    }
+
+    #[test]
     fn nothing_known_before_the_first_batch() {
         let c = Costs::new([1, 2]);
         assert_eq!(c.estimate(1, 20, Instant::now()), None);
@@ -135,7 +191,7 @@ mod tests {
         let (mut c, t) = (Costs::new([1, 2]), Instant::now());
         // 2 ms per pass plus 0.2 ms per token on one core.
         for tokens in [10, 40, 10, 80, 20, 160] {
-            c.record(1, tokens, ms(2.0 + 0.2 * tokens as f64), t);
+            c.record(1, tokens, ms(2.0 + 0.2 * tokens as f64), 0, t);
         }
         let at = |tokens| c.estimate(1, tokens, t).unwrap() * 1000.0;
         assert!((at(14) - 4.8).abs() < 0.01, "{}", at(14));
@@ -146,7 +202,7 @@ mod tests {
     fn one_length_only_is_proportional() {
         let (mut c, t) = (Costs::new([1]), Instant::now());
         for _ in 0..5 {
-            c.record(1, 16, ms(4.0), t);
+            c.record(1, 16, ms(4.0), 0, t);
         }
         let e = c.estimate(1, 32, t).unwrap() * 1000.0;
         assert!((e - 8.0).abs() < 0.01, "{e}");
@@ -155,7 +211,7 @@ mod tests {
     #[test]
     fn an_untried_width_is_guessed_from_its_neighbour() {
         let (mut c, t) = (Costs::new([1, 2, 4]), Instant::now());
-        c.record(1, 16, ms(4.0), t);
+        c.record(1, 16, ms(4.0), 0, t);
         let wide = c.estimate(2, 16, t).unwrap() * 1000.0;
         assert!((wide - 2.0).abs() < 0.01, "perfect scaling guessed: {wide}");
         let widest = c.estimate(4, 16, t).unwrap() * 1000.0;
@@ -165,13 +221,13 @@ mod tests {
     #[test]
     fn old_samples_fade_and_the_guess_returns() {
         let (mut c, t) = (Costs::new([1, 2]), Instant::now());
-        c.record(1, 16, ms(4.0), t);
+        c.record(1, 16, ms(4.0), 0, t);
         // Width 2 was slow once (another process held a core).
-        c.record(2, 16, ms(9.0), t);
+        c.record(2, 16, ms(9.0), 0, t);
         assert!(c.estimate(2, 16, t).unwrap() > 0.008);
         // Width 1 keeps running; width 2 is not chosen for ten seconds.
         let later = t + Duration::from_secs(10);
-        c.record(1, 16, ms(4.0), later);
+        c.record(1, 16, ms(4.0), 0, later);
         let e = c.estimate(2, 16, later).unwrap() * 1000.0;
         assert!((e - 2.0).abs() < 0.01, "back to the guess: {e}");
     }
@@ -180,12 +236,12 @@ mod tests {
     fn recent_samples_outweigh_old_ones() {
         let (mut c, t) = (Costs::new([2]), Instant::now());
         for i in 0..20 {
-            c.record(2, 16, ms(8.0), t + Duration::from_millis(i));
+            c.record(2, 16, ms(8.0), 0, t + Duration::from_millis(i));
         }
         // Three half-lives later the old twenty weigh as much as two or three new ones.
         let later = t + Duration::from_secs(6);
         for i in 0..20 {
-            c.record(2, 16, ms(2.0), later + Duration::from_millis(i));
+            c.record(2, 16, ms(2.0), 0, later + Duration::from_millis(i));
         }
         let e = c
             .estimate(2, 16, later + Duration::from_millis(20))

@@ -35,6 +35,7 @@ use crate::metrics::Metrics;
 use cores::CoreBudget;
 use cost::Costs;
 use pool::SessionPool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use width::{Ladder, Moment};
@@ -71,6 +72,10 @@ pub struct Executor {
     /// `.await`, and an `Arc` because the completion callbacks outlive no executor but are
     /// `'static`.
     costs: Arc<Mutex<Costs>>,
+    /// Rows the batcher has received, ever: a batch's completion subtracts the count at
+    /// its dispatch to learn how many arrived while it ran. An atomic because the batcher
+    /// adds and engine threads read; relaxed, as a count a row off only nudges a rate.
+    arrived: Arc<AtomicU64>,
     ladder: Ladder,
     footprint: Footprint,
     metrics: Arc<Metrics>,
@@ -110,6 +115,7 @@ impl Executor {
             pool,
             budget: CoreBudget::new(ladder.cores, ladder.narrowest(), &metrics),
             costs: Arc::new(Mutex::new(Costs::new(ladder.rungs.iter().map(|r| r.width)))),
+            arrived: Arc::new(AtomicU64::new(0)),
             ladder,
             footprint,
             metrics,
@@ -129,30 +135,39 @@ impl Executor {
         self.budget.reserve().await
     }
 
-    /// Widens `cores` for the batch described by `moment` (its `free` is filled in here):
-    /// as many of the idle cores as [`width::choose`] gives it. Never waits.
+    /// Counts rows the batcher received (for the arrival rate during runs).
+    pub fn arrived(&self, rows: u64) {
+        self.arrived.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Widens `cores` for the batch described by `moment` (its `free` and `rate` are filled
+    /// in here): as many of the idle cores as [`width::choose`] gives it. Never waits.
     pub fn widen(&self, cores: &mut Cores, moment: Moment) {
+        let now = Instant::now();
+        let costs = self.costs.lock().unwrap_or_else(|p| p.into_inner());
         let moment = Moment {
             free: self.budget.free(cores),
+            rate: costs.arrival_rate(now),
             ..moment
         };
-        let costs = self.costs.lock().unwrap_or_else(|p| p.into_inner());
-        let want = width::choose(&self.ladder, &moment, &costs, Instant::now());
+        let want = width::choose(&self.ladder, &moment, &costs, now);
         drop(costs);
         self.budget.widen(cores, want);
     }
 
-    /// Records a pass's cost as if a batch had run (tests teach a machine's costs).
+    /// Records a pass as if a batch had run, with `arrived` rows arriving during it
+    /// (tests teach a machine's costs and a traffic's rate).
     #[cfg(test)]
     pub(crate) fn record_cost(
         &self,
         width: usize,
         tokens: usize,
         took: std::time::Duration,
+        arrived: u64,
         at: Instant,
     ) {
         let mut c = self.costs.lock().unwrap_or_else(|p| p.into_inner());
-        c.record(width, tokens, took, at);
+        c.record(width, tokens, took, arrived, at);
     }
 
     /// Runs `job` on the strategy's thread; `job.done` is called exactly once, there.
@@ -161,12 +176,14 @@ impl Executor {
         // What the pass took at this width teaches the width decision. Timestamped on
         // the batcher's clock, at dispatch, so that paused time in tests stays consistent.
         let (width, tokens, at) = (cores.width(), job.batch.padded_tokens(), Instant::now());
-        let costs = self.costs.clone();
+        let (costs, arrived) = (self.costs.clone(), self.arrived.clone());
+        let before = arrived.load(Ordering::Relaxed);
         let done = job.done;
         job.done = Box::new(move |result, took| {
             if result.is_ok() {
+                let meanwhile = arrived.load(Ordering::Relaxed).saturating_sub(before);
                 let mut c = costs.lock().unwrap_or_else(|p| p.into_inner());
-                c.record(width, tokens, took, at);
+                c.record(width, tokens, took, meanwhile, at);
             }
             done(result, took);
         });

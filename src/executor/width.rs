@@ -11,7 +11,6 @@
 use super::cost::Costs;
 use crate::config::{ExecutorConfig, Parallelism};
 use serde::Serialize;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Sessions of one width.
@@ -100,7 +99,8 @@ pub struct Moment {
     /// The batch: rows and padded tokens.
     pub rows: usize,
     pub tokens: usize,
-    /// Rows arriving per second lately ([`Arrivals`]) and a typical row's tokens.
+    /// Rows arriving per second while batches run ([`Costs::arrival_rate`]) and a typical
+    /// row's tokens ([`Arrivals`]).
     pub rate: f64,
     pub typical_tokens: usize,
 }
@@ -189,58 +189,29 @@ fn excess_delay(ladder: &Ladder, rate: f64, excess: f64, typical: f64) -> f64 {
     rows_after * excess / cores
 }
 
-/// How many rows arrive per second, and how long they are: an exponentially weighted count
-/// whose weight halves every [`Arrivals::HALF_LIFE`].
+/// How long arriving rows are: a moving average of their tokens over about the last
+/// twenty, the typical row the width decision weighs a batch's neighbours by.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrivals {
-    /// Weighted rows, and weighted tokens, as of `last`.
-    rows: f64,
-    tokens: f64,
-    last: Option<Instant>,
+    tokens: Option<f64>,
 }
 
 impl Arrivals {
-    /// Long enough to hold a few dozen arrivals at a rate that matters (a hundred per
-    /// second), short enough that a burst (the knowledge base embedded at start) is
-    /// forgotten within a second or two and a lone user then gets every core again.
-    const HALF_LIFE: Duration = Duration::from_millis(250);
+    const WEIGHT: f64 = 0.05;
 
     pub fn new() -> Arrivals {
-        Arrivals {
-            rows: 0.0,
-            tokens: 0.0,
-            last: None,
-        }
-    }
-
-    fn decayed(&self, now: Instant) -> (f64, f64) {
-        let age = self
-            .last
-            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
-        let keep = 0.5f64.powf(age / Self::HALF_LIFE.as_secs_f64());
-        (self.rows * keep, self.tokens * keep)
+        Arrivals { tokens: None }
     }
 
     /// Counts one arriving row of `tokens` tokens.
-    pub fn observe(&mut self, tokens: usize, now: Instant) {
-        let (rows, sum) = self.decayed(now);
-        self.rows = rows + 1.0;
-        self.tokens = sum + tokens as f64;
-        self.last = Some(now);
-    }
-
-    /// Rows per second: the weighted count over the mean age of a weighted arrival.
-    pub fn rate(&self, now: Instant) -> f64 {
-        let mean_age = Self::HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
-        self.decayed(now).0 / mean_age
+    pub fn observe(&mut self, tokens: usize) {
+        let t = tokens as f64;
+        self.tokens = Some(self.tokens.map_or(t, |m| m + Self::WEIGHT * (t - m)));
     }
 
     /// Tokens of a typical recent row (1 before any arrived).
     pub fn typical_tokens(&self) -> usize {
-        if self.rows <= 0.0 {
-            return 1;
-        }
-        ((self.tokens / self.rows).round() as usize).max(1)
+        self.tokens.map_or(1, |m| (m.round() as usize).max(1))
     }
 }
 
