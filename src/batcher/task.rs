@@ -118,8 +118,8 @@ struct Batcher {
     executor: Arc<Executor>,
     metrics: Arc<Metrics>,
     admission: Admission,
-    /// How long arriving rows are, for the width decision; kept across reloads, since the
-    /// traffic does not change with the configuration.
+    /// The arrival rate and row lengths the width decision weighs; kept across reloads,
+    /// since the traffic does not change with the configuration.
     arrivals: Arrivals,
 }
 
@@ -144,7 +144,7 @@ impl Batcher {
                 let mut held = cores.take().expect("checked above");
                 // Parallelism: the batch's width, from what is still queued behind it
                 // and what is arriving.
-                let moment = self.moment(&entries, &queue);
+                let moment = self.moment(&entries, &queue, now);
                 self.executor.widen(&mut held, moment);
                 self.dispatch(held, entries);
                 continue;
@@ -179,22 +179,23 @@ impl Batcher {
     }
 
     fn arrive(&mut self, queue: &mut Queue<Entry>, entry: Entry) {
-        self.arrivals.observe(entry.tokens.len());
+        self.arrivals.observe(entry.tokens.len(), entry.enqueued_at);
         self.executor.arrived(1);
         queue.push(entry);
     }
 
-    /// The batch about to run and the moment, for its width (the idle cores and the
-    /// arrival rate are the executor's to know).
-    fn moment(&self, batch: &[Entry], queue: &Queue<Entry>) -> Moment {
+    /// The batch about to run and the moment, for its width (the idle cores and the load
+    /// are the executor's to know).
+    fn moment(&self, batch: &[Entry], queue: &Queue<Entry>, now: Instant) -> Moment {
         let longest = batch.iter().map(|e| e.tokens.len()).max().unwrap_or(0);
         Moment {
             free: 0,
             pending: queue.pending_batches(&self.policy),
             rows: batch.len(),
             tokens: longest * batch.len(),
-            rate: 0.0,
+            rate: self.arrivals.rate(now),
             typical_tokens: self.arrivals.typical_tokens(),
+            load: 0.0,
         }
     }
 

@@ -325,16 +325,19 @@ async fn a_closed_loop_gets_both_cores_however_fast_it_sends() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn under_dense_arrivals_a_long_row_leaves_a_core_until_they_stop() {
+async fn under_dense_arrivals_and_busy_cores_batches_stay_narrow_until_they_stop() {
     let rig = Rig::with_ladder(Strategy::Inline, "", Ladder::elastic(2));
-    // 400 rows a second arrive while batches run.
+    // 400 rows a second arrive while batches run, and the cores are busy.
     teach(&rig.executor, 400.0);
-    // A short row is over before the next arrival is likely: both cores.
-    assert_eq!(rig.width_of_row(1, 14).await, 2.0);
-    // A long row on both cores would hold up the rows due meanwhile: one core.
+    // And by the clock: the rate the batcher counts.
+    for id in 100..300 {
+        tokio::time::sleep(Duration::from_micros(2500)).await;
+        rig.width_of_row(id, 14).await;
+    }
+    assert_eq!(rig.width_of_row(1, 14).await, 1.0);
     assert_eq!(rig.width_of_row(2, 256).await, 1.0);
-    // Two seconds without batches: the rate has faded; the costs are kept.
+    // Two seconds without batches: rate and load have faded, the costs are kept.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    teach(&rig.executor, 0.0);
-    assert_eq!(rig.width_of_row(3, 256).await, 2.0);
+    assert_eq!(rig.width_of_row(3, 14).await, 2.0);
+    assert_eq!(rig.width_of_row(4, 256).await, 2.0);
 }

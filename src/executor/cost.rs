@@ -91,6 +91,8 @@ pub struct Costs {
     /// Rows that arrived during runs (x) against seconds of running (y), faded like the
     /// fits but faster: the rate follows the traffic within a second or two.
     arrivals: Fit,
+    /// Core-seconds the batches used (x), faded like the rate: the cores' recent load.
+    work: Fit,
 }
 
 /// How fast the arrival rate forgets: a few dozen batches at a rate that matters, and a
@@ -102,6 +104,7 @@ impl Costs {
         Costs {
             fits: widths.into_iter().map(|w| (w, Fit::default())).collect(),
             arrivals: Fit::default(),
+            work: Fit::default(),
         }
     }
 
@@ -120,9 +123,12 @@ impl Costs {
             fit.add(tokens as f64, secs, now, HALF_LIFE);
         }
         self.arrivals.add(arrived as f64, secs, now, RATE_HALF_LIFE);
+        self.work.add(width as f64 * secs, 0.0, now, RATE_HALF_LIFE);
     }
 
-    /// Rows arriving per second while batches run, lately (0 before any batch ran).
+    /// Rows arriving per second while batches run, lately (0 before any batch ran). A
+    /// ratio of two faded sums, so a pause changes it not; the wall-clock rate
+    /// ([`super::width::Arrivals`]) is what fades after one.
     pub fn arrival_rate(&self, now: Instant) -> f64 {
         let mut a = self.arrivals;
         a.fade(now, RATE_HALF_LIFE);
@@ -130,6 +136,15 @@ impl Costs {
             return 0.0;
         }
         a.x / a.y
+    }
+
+    /// The share of `cores` that batches kept busy lately, 0 to 1.
+    pub fn load(&self, cores: usize, now: Instant) -> f64 {
+        let mut w = self.work;
+        w.fade(now, RATE_HALF_LIFE);
+        // A steady stream of work weighs, in all, its rate times the mean age of a sample.
+        let mean_age = RATE_HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
+        (w.x / (mean_age * cores.max(1) as f64)).clamp(0.0, 1.0)
     }
 
     /// Seconds a batch of `tokens` padded tokens should take on `width` cores; None before
@@ -178,6 +193,23 @@ mod tests {
         }
         let later = now + Duration::from_millis(3000);
         assert!(c.arrival_rate(later) < 2.0, "{}", c.arrival_rate(later));
+    }
+
+    #[test]
+    fn load_is_the_busy_share_of_the_cores() {
+        let (mut c, t) = (Costs::new([1, 2]), Instant::now());
+        assert_eq!(c.load(2, t), 0.0);
+        // One core busy 6 ms of every 10: 30% of two cores.
+        for i in 0..200 {
+            c.record(1, 16, ms(6.0), 0, t + Duration::from_millis(10 * i));
+        }
+        let now = t + Duration::from_millis(2000);
+        assert!((c.load(2, now) - 0.3).abs() < 0.02, "{}", c.load(2, now));
+        // Both cores, back to back: fully loaded.
+        for i in 0..300 {
+            c.record(2, 16, ms(5.0), 0, now + Duration::from_millis(5 * i));
+        }
+        assert!(c.load(2, now + Duration::from_millis(1500)) > 0.97);
     }
 
     #[test]

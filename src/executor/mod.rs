@@ -140,14 +140,15 @@ impl Executor {
         self.arrived.fetch_add(rows, Ordering::Relaxed);
     }
 
-    /// Widens `cores` for the batch described by `moment` (its `free` and `rate` are filled
-    /// in here): as many of the idle cores as [`width::choose`] gives it. Never waits.
+    /// Widens `cores` for the batch described by `moment` (its `free` and `load` are
+    /// filled in here, its `rate` lowered to the rows arriving while batches run): as many of the idle cores as [`width::choose`] gives it. Never waits.
     pub fn widen(&self, cores: &mut Cores, moment: Moment) {
         let now = Instant::now();
         let costs = self.costs.lock().unwrap_or_else(|p| p.into_inner());
         let moment = Moment {
             free: self.budget.free(cores),
-            rate: costs.arrival_rate(now),
+            rate: moment.rate.min(costs.arrival_rate(now)),
+            load: costs.load(self.ladder.cores, now),
             ..moment
         };
         let want = width::choose(&self.ladder, &moment, &costs, now);

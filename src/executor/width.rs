@@ -11,6 +11,7 @@
 use super::cost::Costs;
 use crate::config::{ExecutorConfig, Parallelism};
 use serde::Serialize;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Sessions of one width.
@@ -99,11 +100,17 @@ pub struct Moment {
     /// The batch: rows and padded tokens.
     pub rows: usize,
     pub tokens: usize,
-    /// Rows arriving per second while batches run ([`Costs::arrival_rate`]) and a typical
-    /// row's tokens ([`Arrivals`]).
+    /// Rows arriving per second ([`Arrivals`], the caller's; the executor lowers it to
+    /// [`Costs::arrival_rate`] when fewer arrive while batches run) and a typical row's
+    /// tokens.
     pub rate: f64,
     pub typical_tokens: usize,
+    /// The share of the budget batches kept busy lately ([`Costs::load`]).
+    pub load: f64,
 }
+
+/// Above this load, a lone batch may take fewer of the idle cores ([`headroom`]).
+const FULL_LOAD_FROM: f64 = 0.5;
 
 /// Cores for the batch about to run.
 ///
@@ -122,12 +129,13 @@ pub fn choose(ladder: &Ladder, m: &Moment, costs: &Costs, now: Instant) -> usize
     if m.pending > 0 || ladder.rungs.len() == 1 {
         return share;
     }
+    let widest = headroom(ladder, m, costs, now);
     let mut best: Option<(f64, usize)> = None;
     for width in ladder
         .rungs
         .iter()
         .map(|r| r.width)
-        .filter(|&w| w <= m.free)
+        .filter(|&w| w <= widest)
     {
         let Some(cost) = expected_cost(ladder, m, width, costs, now) else {
             return share;
@@ -138,6 +146,29 @@ pub fn choose(ladder: &Ladder, m: &Moment, costs: &Costs, now: Instant) -> usize
         }
     }
     best.map_or(share, |(_, w)| w)
+}
+
+/// The widest a lone batch may go: every idle core, unless rows arrive while batches run
+/// and the cores are already more than half busy; then fewer, down to the narrowest when
+/// they are fully busy.
+///
+/// The costs alone proved unstable under load. At half the bench's rate (215 rows a second
+/// on the 2-core machine) one run in three settled on wide batches: narrow passes were then
+/// only ever measured side by side, where they look as slow as wide ones, so nothing
+/// pulled the batches back, and the median was 10.5 ms against 6.2 with narrow ones (the
+/// cores 71% busy against 58%). The load is measured directly, so it cannot be talked out
+/// of that. A closed loop (nothing arriving during runs) keeps every core however busy:
+/// one user's batches never wait for each other.
+fn headroom(ladder: &Ladder, m: &Moment, costs: &Costs, now: Instant) -> usize {
+    let typical = costs
+        .estimate(ladder.narrowest(), m.typical_tokens, now)
+        .unwrap_or(0.0);
+    // Fewer than one arrival in twenty typical passes: nobody to make room for.
+    if m.rate * typical < 0.05 || m.load <= FULL_LOAD_FROM {
+        return m.free;
+    }
+    let room = (1.0 - m.load) / (1.0 - FULL_LOAD_FROM);
+    ladder.fit(((m.free as f64 * room) as usize).max(ladder.narrowest()))
 }
 
 /// Row-seconds the batch costs on `width` cores: its rows wait for it to finish; rows
@@ -171,13 +202,14 @@ fn expected_cost(
 /// Row-seconds by which `excess` core-seconds delay the rows arriving after a batch.
 ///
 /// The fixed part of a pass does not spread over cores, so a small batch on two cores can
-/// cost more core-time than on one (measured on the 2-core machine: a short row took about
-/// 2.8 ms on two cores against 3.8 ms on one, 1.5 times the core-time). Under load that
-/// excess is capacity lost: the rows that arrive before the cores next fall idle, about
-/// `rate × typical / (1 − load)` of them, each start later by the excess shared over the
-/// cores. Without this a lone batch went wide at any load where that was faster for it,
-/// and at half the bench's rate the cores were busier and the median wait longer than with
-/// narrow batches (a simulation of the measured costs: p50 7.2 ms against 6.9).
+/// cost more core-time than on one (the server's own batch timings on the 2-core machine:
+/// a row of 16 tokens or fewer took a median 2.8 ms on two cores against 3.8 ms on one,
+/// 1.5 times the core-time). Under load that excess is capacity lost: the rows that arrive
+/// before the cores next fall idle, about `rate × typical / (1 − load)` of them, each start
+/// later by the excess shared over the cores. Without this term a lone batch went wide at
+/// any load where that was faster for it, and in a model of those costs at half the
+/// bench's rate the median got longer than with narrow batches, 7.2 ms against 6.9
+/// (results/2core-poisson/sim.py).
 fn excess_delay(ladder: &Ladder, rate: f64, excess: f64, typical: f64) -> f64 {
     if excess <= 0.0 {
         return 0.0;
@@ -189,29 +221,62 @@ fn excess_delay(ladder: &Ladder, rate: f64, excess: f64, typical: f64) -> f64 {
     rows_after * excess / cores
 }
 
-/// How long arriving rows are: a moving average of their tokens over about the last
-/// twenty, the typical row the width decision weighs a batch's neighbours by.
+/// How many rows arrive per second by the clock, and how long they are: exponentially
+/// weighted counts whose weight halves every [`Arrivals::HALF_LIFE`].
+///
+/// The width decision takes the smaller of this rate and the rows arriving while batches
+/// run ([`Costs::arrival_rate`]): the latter tells a closed loop (nothing arrives while
+/// its batch runs) from a crowd, this one forgets the traffic after a pause.
 #[derive(Debug, Clone, Copy)]
 pub struct Arrivals {
-    tokens: Option<f64>,
+    /// Weighted rows, and weighted tokens, as of `last`.
+    rows: f64,
+    tokens: f64,
+    last: Option<Instant>,
 }
 
 impl Arrivals {
-    const WEIGHT: f64 = 0.05;
+    /// Long enough to hold a few dozen arrivals at a rate that matters (a hundred per
+    /// second), short enough that a burst (the knowledge base embedded at start) is
+    /// forgotten within a second or two.
+    const HALF_LIFE: Duration = Duration::from_millis(250);
 
     pub fn new() -> Arrivals {
-        Arrivals { tokens: None }
+        Arrivals {
+            rows: 0.0,
+            tokens: 0.0,
+            last: None,
+        }
+    }
+
+    fn decayed(&self, now: Instant) -> (f64, f64) {
+        let age = self
+            .last
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let keep = 0.5f64.powf(age / Self::HALF_LIFE.as_secs_f64());
+        (self.rows * keep, self.tokens * keep)
     }
 
     /// Counts one arriving row of `tokens` tokens.
-    pub fn observe(&mut self, tokens: usize) {
-        let t = tokens as f64;
-        self.tokens = Some(self.tokens.map_or(t, |m| m + Self::WEIGHT * (t - m)));
+    pub fn observe(&mut self, tokens: usize, now: Instant) {
+        let (rows, sum) = self.decayed(now);
+        self.rows = rows + 1.0;
+        self.tokens = sum + tokens as f64;
+        self.last = Some(now);
+    }
+
+    /// Rows per second: the weighted count over the mean age of a weighted arrival.
+    pub fn rate(&self, now: Instant) -> f64 {
+        let mean_age = Self::HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
+        self.decayed(now).0 / mean_age
     }
 
     /// Tokens of a typical recent row (1 before any arrived).
     pub fn typical_tokens(&self) -> usize {
-        self.tokens.map_or(1, |m| (m.round() as usize).max(1))
+        if self.rows <= 0.0 {
+            return 1;
+        }
+        ((self.tokens / self.rows).round() as usize).max(1)
     }
 }
 

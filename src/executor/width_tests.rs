@@ -1,5 +1,4 @@
 use super::*;
-use std::time::Duration;
 
 #[test]
 fn elastic_ladders() {
@@ -68,6 +67,7 @@ fn lone(free: usize, rows: usize, tokens: usize, rate: f64) -> Moment {
         tokens,
         rate,
         typical_tokens: 26,
+        load: 0.0,
     }
 }
 
@@ -178,6 +178,42 @@ fn where_wide_passes_cost_more_core_time_moderate_load_stays_narrow() {
 }
 
 #[test]
+fn above_half_load_a_lone_batch_leaves_room_unless_it_is_a_closed_loop() {
+    let now = Instant::now();
+    let (l, costs) = (Ladder::elastic(2), two_core_costs(now));
+    // Costs alone would put a short row on both cores at 200 rows a second.
+    assert_eq!(choose(&l, &lone(2, 1, 14, 200.0), &costs, now), 2);
+    let loaded = |rate, load| Moment {
+        load,
+        ..lone(2, 1, 14, rate)
+    };
+    assert_eq!(choose(&l, &loaded(200.0, 0.4), &costs, now), 2);
+    assert_eq!(choose(&l, &loaded(200.0, 0.6), &costs, now), 1);
+    // One user sending back to back: the cores are 90% busy, and nothing arrives
+    // while a batch runs.
+    assert_eq!(choose(&l, &loaded(0.0, 0.9), &costs, now), 2);
+    // Many cores: the more load, the fewer for a lone batch.
+    let l = Ladder::elastic(16);
+    let costs = Costs::new([1, 2, 4, 8, 16]);
+    let mut costs16 = costs.clone();
+    costs16.record(1, 16, ms(4.0), 0, now);
+    let wide = |load| {
+        choose(
+            &l,
+            &Moment {
+                free: 16,
+                ..loaded(2000.0, load)
+            },
+            &costs16,
+            now,
+        )
+    };
+    assert_eq!(wide(0.3), 16);
+    assert_eq!(wide(0.7), 8);
+    assert_eq!(wide(0.95), 1);
+}
+
+#[test]
 fn many_cores_dense_arrivals_narrow_a_lone_batch() {
     // Passes scale with cores up to four, then barely: 16 cores are hardly faster than 4.
     let now = Instant::now();
@@ -194,14 +230,19 @@ fn many_cores_dense_arrivals_narrow_a_lone_batch() {
 }
 
 #[test]
-fn typical_tokens_follow_recent_rows() {
-    let mut a = Arrivals::new();
+fn the_rate_follows_steady_arrivals_and_fades_after_a_pause() {
+    let (mut a, t0) = (Arrivals::new(), Instant::now());
+    assert_eq!(a.rate(t0), 0.0);
     assert_eq!(a.typical_tokens(), 1);
-    for _ in 0..100 {
-        a.observe(20);
+    // 200 rows a second, 5 ms apart, for two seconds.
+    let mut t = t0;
+    for _ in 0..400 {
+        t += Duration::from_millis(5);
+        a.observe(20, t);
     }
+    let r = a.rate(t);
+    assert!((r - 200.0).abs() < 20.0, "{r}");
     assert_eq!(a.typical_tokens(), 20);
-    // One long row hardly moves it.
-    a.observe(256);
-    assert!(a.typical_tokens() < 35, "{}", a.typical_tokens());
+    let later = t + Duration::from_secs(3);
+    assert!(a.rate(later) < 1.0, "{}", a.rate(later));
 }
