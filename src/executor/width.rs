@@ -206,10 +206,10 @@ fn expected_cost(
 /// a row of 16 tokens or fewer took a median 2.8 ms on two cores against 3.8 ms on one,
 /// 1.5 times the core-time). Under load that excess is capacity lost: the rows that arrive
 /// before the cores next fall idle, about `rate × typical / (1 − load)` of them, each start
-/// later by the excess shared over the cores. Without this term a lone batch went wide at
-/// any load where that was faster for it, and in a model of those costs at half the
-/// bench's rate the median got longer than with narrow batches, 7.2 ms against 6.9
-/// (results/2core-poisson/sim.py).
+/// later by the excess shared over the cores. Without this term (and without
+/// [`headroom`]) a lone batch went wide at any load where that was faster for it, and in a
+/// model of those costs at half the bench's rate the median got longer than with narrow
+/// batches, 7.2 ms against 6.9 (results/2core-poisson/sim.py).
 fn excess_delay(ladder: &Ladder, rate: f64, excess: f64, typical: f64) -> f64 {
     if excess <= 0.0 {
         return 0.0;
