@@ -10,7 +10,7 @@ FUZZ_SMOKE_SECONDS ?= 20
 TARGET ?= all
 SECONDS ?= 600
 
-.PHONY: setup test-setup peer-setup run build test bench sweep lint fmt clean-models
+.PHONY: setup test-setup peer-setup run build test docs-check bench sweep lint fmt clean-models
 
 setup:
 	@bash scripts/setup.sh
@@ -18,11 +18,12 @@ setup:
 # Test-only tools: promtool and a Prometheus server (Debian's prometheus package) for the
 # metrics tests; schemathesis and openapi-spec-validator (.venv-contract), cargo-fuzz and the
 # fuzz targets for the API contract; Debian's chromium and playwright-core (tests/browser/)
-# for the live page's browser test.
+# for the live page's browser test; remark-cli (scripts/docs-check/) for the documentation check.
 test-setup: setup
 	@bash scripts/test-setup.sh
 
-# The Python peer the sweep measures concur against (loadtest/README.md): .venv-peer.
+# The peers the sweep measures concur against (docs/loadtest.md): the Python one in .venv-peer,
+# and llama.cpp's llama-server built from source with its GGUF model in .peer/.
 peer-setup: setup
 	@bash scripts/peer-setup.sh
 
@@ -34,8 +35,14 @@ run: build
 	./target/release/concur serve --config $(CONFIG)
 
 test: test-setup
+	@bash scripts/check-docs.sh
 	$(CARGO) test --workspace --all-targets
 	@bash scripts/fuzz.sh all $(FUZZ_SMOKE_SECONDS)
+
+# Every relative link and #anchor in the Markdown files resolves; README.md at most 350 lines.
+docs-check:
+	@bash scripts/test-setup.sh docs-check
+	@bash scripts/check-docs.sh
 
 # The raw engine ceiling (no HTTP) for the default config.
 bench: build
@@ -50,7 +57,7 @@ fmt:
 	$(CARGO) fmt --all
 
 clean-models:
-	rm -rf models/all-MiniLM-L6-v2 lib
+	rm -rf models/all-MiniLM-L6-v2 models/SmolLM2-135M-Instruct lib
 
 # Packaging and scale-out (deploy/README.md); not part of `make test`.
 .PHONY: docker-check deploy-check replicas-test

@@ -1,5 +1,5 @@
 //! Measures the ways ONNX Runtime can spread forward passes over cores, to choose how
-//! `executor.parallelism = "elastic"` is built (see the README's strategy section).
+//! `executor.parallelism = "elastic"` is built (see docs/performance.md, "Parallelism").
 //!
 //!   cargo run --release --example parallelism -- sessions   # per-session thread pools
 //!   cargo run --release --example parallelism -- global     # one shared ORT thread pool

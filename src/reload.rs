@@ -224,12 +224,24 @@ impl Reloader {
             &self.connections,
             live.generation,
         );
+        let generator = services.generator.clone();
+        if let Some(g) = &generator {
+            if rebuild {
+                g.set_executor(live.executor.clone()).await;
+            }
+            if changed.iter().any(|c| c.key.starts_with("generation.")) {
+                g.set_policy(&new.generation).await;
+            }
+        }
+        let mut info = info;
+        info::add_generation(&mut info, &new, generator.as_ref());
         let pipeline = services.pipeline.clone();
         state.set_services(
             new,
             Services {
                 pipeline,
                 chat,
+                generator,
                 info,
             },
         );

@@ -297,7 +297,8 @@ async fn load(
     } else {
         None
     };
-    let info = info::build(
+    let generator = start_generator(config, &executor, metrics).await?;
+    let mut info = info::build(
         config,
         &budget,
         executor.footprint(),
@@ -305,13 +306,44 @@ async fn load(
         limits,
         1,
     );
+    info::add_generation(&mut info, config, generator.as_ref());
     Ok((
         Services {
             pipeline,
             chat,
+            generator,
             info,
         },
         executor,
         budget,
     ))
+}
+
+/// Loads the generative model and starts its scheduler, when `generation.enabled`.
+async fn start_generator(
+    config: &Arc<Config>,
+    executor: &Arc<Executor>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::generate::Generator>, ServeError> {
+    if !config.generation.enabled {
+        return Ok(None);
+    }
+    let _work = metrics.startup_work("generation");
+    let (c, e, m) = (config.clone(), executor.clone(), metrics.clone());
+    let runtime = tokio::runtime::Handle::current();
+    let generator = tokio::task::spawn_blocking(move || {
+        crate::generate::start(
+            &c.generation,
+            c.model.ort_library.as_deref(),
+            e,
+            c.executor.inference_nice,
+            m,
+            &runtime,
+        )
+    })
+    .await
+    .map_err(|e| ServeError::Startup(format!("loading the generative model panicked: {e}")))?
+    .map_err(|e| ServeError::Startup(e.to_string()))?;
+    tracing::info!(model = generator.model_name(), "generative model loaded");
+    Ok(Some(generator))
 }

@@ -13,6 +13,9 @@ use std::sync::{Arc, OnceLock};
 pub struct Services {
     pub pipeline: Pipeline,
     pub chat: Option<Arc<ChatBot>>,
+    /// The generative model's scheduler, when `generation.enabled`. It outlives reloads:
+    /// its key/value cache stays in place; a reload only sends it new rules.
+    pub generator: Option<crate::generate::Generator>,
     /// The body of `GET /info`, built at start and at each reload.
     pub info: serde_json::Value,
 }

@@ -38,7 +38,12 @@ async fn bad_requests_get_clear_json_errors() {
             "form body",
         ),
     ] {
-        for route in ["/v1/embeddings", "/embed", "/v1/chat/completions"] {
+        for route in [
+            "/v1/embeddings",
+            "/embed",
+            "/v1/chat/completions",
+            "/v1/completions",
+        ] {
             let (s, _, b) = server.post_raw(route, ct, body).await;
             let v: Value = serde_json::from_slice(&b).unwrap();
             assert_error(s.as_u16(), 400, &v, &format!("{what} on {route}"));
@@ -156,6 +161,25 @@ async fn bad_requests_get_clear_json_errors() {
         .await;
     assert_error(s.as_u16(), 404, &v, "unknown model");
     assert_eq!(v["error"]["param"], "model");
+    // Generation is off on this server: the generative model and completions are 404.
+    let (s, _, v) = server
+        .post(
+            "/v1/chat/completions",
+            &json!({"model": common::GEN_MODEL, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_error(
+        s.as_u16(),
+        404,
+        &v,
+        "generative model while generation is off",
+    );
+    assert_eq!(v["error"]["code"], "model_not_found");
+    let (s, _, v) = server
+        .post("/v1/completions", &json!({"prompt": "hi"}))
+        .await;
+    assert_error(s.as_u16(), 404, &v, "completions while generation is off");
+    assert_eq!(v["error"]["code"], "not_found");
     let (s, b) = server.get("/v2/nothing").await;
     assert_error(
         s.as_u16(),
@@ -223,6 +247,112 @@ async fn bad_requests_get_clear_json_errors() {
         .post("/embed", &json!({"inputs": "still alive?"}))
         .await;
     assert_eq!(s, 200);
+    let (_, metrics) = server.get("/metrics").await;
+    let metrics = String::from_utf8(metrics.to_vec()).unwrap();
+    assert!(
+        !metrics.contains("status=\"500\""),
+        "a client mistake produced a 500"
+    );
+    server.stop().await;
+}
+
+/// The generative model's refusals: OpenAI's shape, the status of the error table, and
+/// `param` naming the field at fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_generation_requests_name_the_field() {
+    let server = TestServer::start(&common::generation("")).await;
+    let chat = |extra: Value| {
+        let mut body =
+            json!({"model": common::GEN_MODEL, "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ("/v1/chat/completions", body)
+    };
+    let complete = |extra: Value| {
+        let mut body = json!({"model": common::GEN_MODEL, "prompt": "hi"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ("/v1/completions", body)
+    };
+    let long = "word ".repeat(600);
+    let cases = [
+        (chat(json!({"model": "gpt-4"})), 404, "model"),
+        (complete(json!({"model": "all-MiniLM-L6-v2"})), 404, "model"),
+        (chat(json!({"max_tokens": 65})), 422, "max_tokens"),
+        (
+            chat(json!({"max_completion_tokens": 65})),
+            422,
+            "max_completion_tokens",
+        ),
+        (complete(json!({"max_tokens": 0})), 422, "max_tokens"),
+        (complete(json!({"max_tokens": -1})), 422, "max_tokens"),
+        (chat(json!({"temperature": 3})), 422, "temperature"),
+        (complete(json!({"temperature": "hot"})), 422, "temperature"),
+        (chat(json!({"top_p": 0})), 422, "top_p"),
+        (complete(json!({"top_p": 1.5})), 422, "top_p"),
+        (
+            chat(json!({"stop": ["a", "b", "c", "d", "e"]})),
+            422,
+            "stop",
+        ),
+        (complete(json!({"stop": [""]})), 422, "stop"),
+        (complete(json!({"stop": 3})), 422, "stop"),
+        (chat(json!({"n": 2})), 422, "n"),
+        (complete(json!({"seed": "x"})), 422, "seed"),
+        (chat(json!({"messages": []})), 422, "messages"),
+        (
+            chat(json!({"messages": [{"role": "tool", "content": "4"}]})),
+            422,
+            "messages[0].role",
+        ),
+        (complete(json!({"prompt": ["one", "two"]})), 422, "prompt"),
+        (complete(json!({"prompt": [1, 2, 3]})), 422, "prompt"),
+        (complete(json!({"prompt": ""})), 422, "prompt"),
+        (complete(json!({"prompt": null})), 422, "prompt"),
+        // The retrieval bot answers from the knowledge base anyway.
+        (
+            (
+                "/v1/chat/completions",
+                json!({"messages": [{"role": "user", "content": "hi"}], "grounded": true}),
+            ),
+            422,
+            "grounded",
+        ),
+        (
+            chat(json!({"messages": [{"role": "user", "content": long}]})),
+            400,
+            "messages",
+        ),
+        (
+            complete(json!({"prompt": long, "stream": true})),
+            400,
+            "prompt",
+        ),
+        (
+            complete(json!({"prompt": "word ".repeat(480), "max_tokens": 64})),
+            400,
+            "prompt",
+        ),
+    ];
+    for ((route, body), status, param) in cases {
+        let (s, _, v) = server.post(route, &body).await;
+        let what = format!("{route} {body}");
+        assert_error(s.as_u16(), status, &v, &what);
+        assert_eq!(v["error"]["param"], param, "{what}: {v}");
+        if status == 400 {
+            assert_eq!(v["error"]["code"], "context_length_exceeded", "{what}: {v}");
+        }
+    }
+    // Still generating, and no client mistake was a 500.
+    let (s, _, v) = server
+        .post(
+            "/v1/completions",
+            &json!({"prompt": "Hello", "max_tokens": 2}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
     let (_, metrics) = server.get("/metrics").await;
     let metrics = String::from_utf8(metrics.to_vec()).unwrap();
     assert!(

@@ -191,13 +191,14 @@ async fn follow_ups_use_the_conversation() {
 ///
 /// `chat_eval_holdout4.json` is the held-out part: written by a fourth author who saw only
 /// the entries' titles and answers, never used for a decision, measured in aggregate only
-/// (before and after the session-6 change) and never read message by message (they are
-/// printed only when its gate fails); its gates sit just below the figures measured there,
-/// 96.7% on-topic and 97.5% fallback (README, Chat). The earlier held-out parts
-/// (`chat_eval_holdout3.json`, `chat_eval_holdout2.json`, `chat_eval_holdout.json`) steered
-/// the session-6 threshold in aggregate; they, the tuning sets and `chat_paraphrases.json`,
-/// which the first knowledge base was written against, are regression checks. Each gate is
-/// a file's figure less one message, rounded down to a whole percent.
+/// (before and after the last knowledge-base change) and never read message by message
+/// (they are printed only when its gate fails); its gates sit just below the figures
+/// measured there, 96.7% on-topic and 97.5% fallback (docs/chat-bot.md). The earlier
+/// held-out parts (`chat_eval_holdout3.json`, `chat_eval_holdout2.json`,
+/// `chat_eval_holdout.json`) steered the current threshold in aggregate; they, the tuning
+/// sets and `chat_paraphrases.json`, which the first knowledge base was written against,
+/// are regression checks. Each gate is a file's figure less one message, rounded down to a
+/// whole percent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_client_meets_the_gates_on_the_evaluation_sets() {
     let server = TestServer::start("").await;

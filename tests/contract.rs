@@ -37,8 +37,12 @@ const SCHEMATHESIS_TIMEOUT: Duration = Duration::from_secs(300);
 async fn the_api_keeps_its_published_contract() {
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = admin.local_addr().unwrap();
+    // Generation on, with few new tokens: schemathesis's generated requests that reach
+    // the model finish in a few steps.
+    let generation =
+        common::generation("max_context = 256\nmax_tokens_cap = 4\ndefault_max_tokens = 4\n");
     let config = common::config(&format!(
-        "[auth]\napi_keys = [\"{KEY}\"]\n[limits]\nmax_inputs = 8\nmax_input_chars = 2000\n"
+        "[auth]\napi_keys = [\"{KEY}\"]\n[limits]\nmax_inputs = 8\nmax_input_chars = 2000\n{generation}"
     ));
     let server = TestServer::start_with(config, |s| s.admin_listener(admin)).await;
     for (scope, addr) in [(Scope::Public, server.addr), (Scope::Admin, admin_addr)] {

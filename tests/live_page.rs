@@ -1,8 +1,10 @@
 //! The live page in a real browser: headless Debian chromium (driven by playwright-core from
 //! `tests/browser/`) opens `/` on the real binary while a bounded load runs, checks that the
-//! charts receive data and the page shows numbers, clicks a strategy switch, and sees `/info`
-//! and the page's configuration panel follow (refused without the API key, applied with it).
-//! The screenshot is kept in `target/artifacts/live-page.png`. `make test-setup` installs
+//! charts receive data and the page shows numbers, runs the page's own streaming chat load
+//! against the generative model and sees the generation charts fed by it, clicks a scheduler
+//! switch while it runs and a strategy switch, and sees `/info` and the page's configuration
+//! panel follow (the strategy switch is refused without the API key, applied with it). The
+//! screenshot is kept in `target/artifacts/live-page.png`. `make test-setup` installs
 //! chromium and playwright-core.
 
 mod common;
@@ -116,7 +118,7 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
                 .arg("live_page.mjs")
                 .args(["--url", &url, "--out"])
                 .arg(&artifacts)
-                .args(["--switch", "rayon", "--key", KEY])
+                .args(["--switch", "rayon", "--key", KEY, "--scheduler", "static"])
                 .output()
                 .expect("cannot run node")
         }
@@ -143,6 +145,18 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
         page_load.contains(" 0 failed"),
         "the page's own load: {page_load}"
     );
+    // The generation row: fed by the page's streaming chats, its scheduler switched under them.
+    assert_eq!(findings["scheduler_before"], "continuous");
+    assert_eq!(findings["scheduler_after"], "static");
+    let chats = findings["chat_load"].as_str().unwrap_or_default();
+    assert!(
+        chats.contains(" 0 failed"),
+        "the page's streaming chats: {chats}"
+    );
+    for chart in ["tokens", "ttft", "itl", "sequences"] {
+        let points = findings["generation_points"][chart].as_u64().unwrap_or(0);
+        assert!(points > 0, "no points on the {chart} chart: {findings}");
+    }
     let refused = findings["without_key"].as_str().unwrap_or_default();
     assert!(
         refused.contains("401"),
@@ -157,7 +171,8 @@ async fn the_live_page_charts_the_load_and_switches_strategy() {
     // The server agrees, and switching under load lost no request.
     let info = get_json(server.addr, "/info").await;
     assert_eq!(info["strategy"], "rayon");
-    assert!(info["generation"].as_u64().unwrap() >= 1, "{info}");
+    assert_eq!(info["generative"]["scheduler"], "static");
+    assert!(info["generation"].as_u64().unwrap() >= 2, "{info}");
     let ok = tally.ok.load(Ordering::Relaxed);
     assert!(ok > 0);
     assert_eq!(tally.failed.load(Ordering::Relaxed), 0, "{ok} answered");
@@ -201,6 +216,10 @@ async fn the_feed_counts_what_was_served_beside_the_metrics() {
     assert_eq!(
         before["requests"]["ok"], 0,
         "start-up work is not a request: {before}"
+    );
+    assert!(
+        before.get("generation").is_none(),
+        "a generation part without the generative model: {before}"
     );
     for text in ["Where is my order?", "How do I reset my password?", "Hello"] {
         let (status, _, _) = server

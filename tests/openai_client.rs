@@ -17,3 +17,13 @@ async fn openai_python_client_gets_golden_vectors() {
     .unwrap();
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_client_generates() {
+    let server = TestServer::start(&common::generation("")).await;
+    let base = server.url("/v1");
+    tokio::task::spawn_blocking(move || common::run_python("openai_generate.py", &[&base, "64"]))
+        .await
+        .unwrap();
+    server.stop().await;
+}

@@ -48,8 +48,14 @@ async fn reload(c: &HttpClient, addr: SocketAddr, toml: &str) -> (StatusCode, Va
 }
 
 async fn info(c: &HttpClient, addr: SocketAddr) -> Value {
-    let (status, body) = send(c, addr, Method::GET, "/info", "").await;
+    let (status, mut body) = send(c, addr, Method::GET, "/info", "").await;
     assert_eq!(status, 200);
+    // Resident memory is read anew for each request: not part of the configuration.
+    if let Some(g) = body.get_mut("generative").and_then(Value::as_object_mut) {
+        assert!(g
+            .remove("process_rss_bytes")
+            .is_some_and(|v| v.as_u64() > Some(0)));
+    }
     body
 }
 

@@ -1,6 +1,7 @@
 // Figures for the live page from two cumulative snapshots of /live.json: per-second rates,
 // means, and quantiles interpolated as Prometheus' histogram_quantile does. Pure functions,
-// in the same inline script as live.js (src/http/live.rs puts them together).
+// in the same inline script as live.js (src/http/live.rs puts them together); the browser
+// test (tests/browser/live_page.mjs) checks them on snapshots it makes up.
 const liveFigures = (() => {
   "use strict";
 
@@ -44,7 +45,25 @@ const liveFigures = (() => {
     return n > 0 ? cores / n : null;
   }
 
-  // One point per chart series, in the order of CHARTS below.
+  // The generation charts' points: output and prompt tokens/s, TTFT and ITL quantiles (ms),
+  // and the sequences gauges. Nulls (gaps) when either snapshot has no generation part: the
+  // generative model is not served.
+  function generationFigures(prev, cur, dt) {
+    const a = prev.generation, b = cur.generation;
+    if (!a || !b) {
+      return { tokens: [null, null], ttft: [null, null], itl: [null, null],
+        sequences: [null, null, null] };
+    }
+    const ttft = histDelta(a.ttft, b.ttft), itl = histDelta(a.itl, b.itl);
+    return {
+      tokens: [(b.generated_tokens - a.generated_tokens) / dt, (b.prompt_tokens - a.prompt_tokens) / dt],
+      ttft: [ms(quantile(0.99, ttft)), ms(quantile(0.5, ttft))],
+      itl: [ms(quantile(0.99, itl)), ms(quantile(0.5, itl))],
+      sequences: [b.active_sequences, b.slots_in_use, b.waiting_requests],
+    };
+  }
+
+  // One point per chart series, in the order of CHARTS and GENERATION_CHARTS in live.js.
   function figures(prev, cur) {
     const dt = cur.clock_seconds - prev.clock_seconds;
     const rate = (f) => (f(cur) - f(prev)) / dt;
@@ -63,6 +82,7 @@ const liveFigures = (() => {
         meanWidth(prev.batches_by_width, cur.batches_by_width)],
       padding: [pad === null ? null : pad * 100],
       lag: [ms(quantile(0.99, lag)), ms(quantile(0.5, lag))],
+      ...generationFigures(prev, cur, dt),
     };
   }
 

@@ -1,103 +1,16 @@
 // The live page: polls /live.json and /info once a second, turns two cumulative snapshots
-// into rates and quantiles (live-figures.js), charts them with uPlot, and switches the live
-// configuration through POST /admin/reload. Served inline by src/http/live.rs, after uPlot
-// and live-figures.js in the same script; talks to this server only.
+// into rates and quantiles (live-figures.js), charts them (live-charts.js; the generative
+// model's row when it is served), switches the live configuration through POST
+// /admin/reload, and runs the built-in load (live-load.js). Served inline by
+// src/http/live.rs, after uPlot and those files in the same script; talks to this server only.
 (() => {
   "use strict";
 
   const POLL_MS = 1000;
-  const WINDOW = 300; // points kept per chart: five minutes at one a second
   const MIN_INTERVAL_S = 0.5; // shortest interval a chart point may cover
   const $ = (id) => document.getElementById(id);
   const STRATEGIES = document.body.dataset.strategies.split(" ").filter(Boolean);
-
-  // ---- Charts -------------------------------------------------------------------------------
-
-  const CHARTS = [
-    { id: "throughput", title: "Throughput (requests/s)",
-      series: [["answered", "#1f77b4"], ["rejected 429/503", "#d62728"], ["errors", "#ff7f0e"]] },
-    { id: "latency", title: "Latency of answered requests (ms)",
-      series: [["p50", "#2ca02c"], ["p99", "#d62728"], ["queue wait p99", "#9467bd"]] },
-    { id: "queue", title: "Queue depth and busy workers",
-      series: [["queue depth", "#1f77b4"], ["busy workers", "#ff7f0e"], ["cores busy", "#2ca02c"]] },
-    { id: "batch", title: "Batch size and width",
-      series: [["mean batch size", "#1f77b4"], ["mean width (cores)", "#8c564b"]] },
-    { id: "padding", title: "Padding (% of token slots)", series: [["padding", "#e377c2"]] },
-    { id: "lag", title: "Event-loop lag (ms)", series: [["p99", "#d62728"], ["p50", "#17becf"]] },
-  ];
-
-  const times = [];
-  const values = Object.fromEntries(CHARTS.map((c) => [c.id, c.series.map(() => [])]));
-  const charts = {};
-  const marks = []; // {t, label}: one per reload, drawn on every chart
-
-  // Draws a dashed vertical line and a label at every reload.
-  function marksPlugin() {
-    return {
-      hooks: {
-        draw: [(u) => {
-          const { ctx, bbox } = u;
-          const dpr = window.devicePixelRatio || 1;
-          for (const m of marks) {
-            const x = u.valToPos(m.t, "x", true);
-            if (x < bbox.left || x > bbox.left + bbox.width) continue;
-            ctx.save();
-            ctx.strokeStyle = "#333";
-            ctx.lineWidth = dpr;
-            ctx.setLineDash([4 * dpr, 3 * dpr]);
-            ctx.beginPath();
-            ctx.moveTo(x, bbox.top);
-            ctx.lineTo(x, bbox.top + bbox.height);
-            ctx.stroke();
-            ctx.fillStyle = "#333";
-            ctx.font = `${11 * dpr}px sans-serif`;
-            ctx.fillText(m.label, x + 3 * dpr, bbox.top + 12 * dpr);
-            ctx.restore();
-          }
-        }],
-      },
-    };
-  }
-
-  function chartWidth() {
-    const box = $("charts").getBoundingClientRect().width;
-    // Two charts a row when they fit: each is padded and bordered (10 px), 8 px apart.
-    return Math.max(280, Math.floor(box >= 760 ? (box - 8) / 2 - 12 : box - 12));
-  }
-
-  function createCharts() {
-    for (const c of CHARTS) {
-      const el = document.createElement("div");
-      el.className = "chart";
-      el.id = `chart-${c.id}`;
-      $("charts").appendChild(el);
-      charts[c.id] = new uPlot({
-        title: c.title,
-        width: chartWidth(),
-        height: 210,
-        plugins: [marksPlugin()],
-        legend: { live: false }, // labels only: the numbers above the charts are the live ones
-        scales: { y: { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } },
-        series: [{}, ...c.series.map(([label, stroke]) => ({
-          label, stroke, width: 2, value: (u, v) => (v === null ? "–" : v.toFixed(v < 10 ? 2 : 1)),
-        }))],
-        axes: [{}, { size: 56 }],
-      }, [times, ...values[c.id]], el);
-    }
-    window.addEventListener("resize", () => {
-      for (const u of Object.values(charts)) u.setSize({ width: chartWidth(), height: 210 });
-    });
-  }
-
-  function push(t, fig) {
-    times.push(t);
-    for (const c of CHARTS) fig[c.id].forEach((v, i) => values[c.id][i].push(v));
-    if (times.length > WINDOW) {
-      times.shift();
-      for (const c of CHARTS) values[c.id].forEach((s) => s.shift());
-    }
-    for (const c of CHARTS) charts[c.id].setData([times, ...values[c.id]]);
-  }
+  const SCHEDULERS = document.body.dataset.schedulers.split(" ").filter(Boolean);
 
   // ---- The numbers above the charts ----------------------------------------------------------
 
@@ -110,6 +23,18 @@
     $("stat-busy").textContent = text(fig.queue[1], 0);
     $("stat-batch").textContent = text(fig.batch[0]);
     $("stat-lag").textContent = text(fig.lag[0], 2);
+    $("stat-tokens").textContent = text(fig.tokens[0]);
+    $("stat-ttft").textContent = text(fig.ttft[0]);
+    $("stat-itl").textContent = text(fig.itl[0]);
+    $("stat-active").textContent = text(fig.sequences[0], 0);
+  }
+
+  // The generation row and its numbers, once the feed has a generation part (the model
+  // is served).
+  function showGeneration(g) {
+    $("gen-charts").hidden = !g;
+    document.querySelectorAll(".stat.gen").forEach((el) => (el.hidden = !g));
+    if (g) $("stat-slots").textContent = `of ${g.slots} slots`;
   }
 
   // ---- Live configuration ------------------------------------------------------------------
@@ -117,14 +42,11 @@
   let info = null;
   let generation = null;
 
-  function showInfo(next) {
-    info = next;
-    const gen = next.generation ?? 0;
-    $("strategy-badge").textContent = next.strategy;
-    $("generation-badge").textContent = `generation ${gen}`;
-    const b = next.batching, p = next.parallelism;
+  // The configuration panel's rows: what is served and how.
+  function configRows(next) {
+    const b = next.batching, p = next.parallelism, g = next.generative;
     const widths = (p.widths || []).map((w) => `${w.sessions}×${w.width}`).join(" + ");
-    const rows = [
+    return [
       ["strategy", next.strategy],
       ["parallelism", `${p.mode}, ${p.core_budget} cores (sessions×width: ${widths})`],
       ["model", `${next.model.name} ${next.model.variant}`],
@@ -133,12 +55,38 @@
       ["max_wait_ms", b.max_wait_ms],
       ["length_aware", b.length_aware],
       ["queue_capacity", b.queue_capacity],
+      ...(g ? [["generative model", g.model], ["scheduler", g.scheduler],
+        ["slots", `${g.slots} × ${g.max_context} tokens of context`],
+        ["static_batch", g.static_batch], ["prefill_chunk_tokens", g.prefill_chunk_tokens]] : []),
       ["API keys", next.auth.api_keys ? "required" : "none"],
-      ["generation", gen],
+      ["generation", next.generation ?? 0],
     ];
+  }
+
+  // What /info says of the generative model: its badge, scheduler buttons and load kind.
+  function showGenerative(g) {
+    $("scheduler-badge").hidden = !g;
+    $("scheduler-group").hidden = !g;
+    $("load-form").elements.kind.querySelector("option[value=chat]").disabled = !g;
+    if (!g) return;
+    $("scheduler-badge").textContent = g.scheduler;
+    pressed("scheduler", g.scheduler);
+  }
+
+  // Marks the button of the live value among `kind`'s buttons.
+  function pressed(kind, live) {
+    for (const b of $(`${kind}-buttons`).children) b.setAttribute("aria-pressed", String(b.dataset[kind] === live));
+  }
+
+  function showInfo(next) {
+    const before = info;
+    info = next;
+    const gen = next.generation ?? 0;
+    $("strategy-badge").textContent = next.strategy;
+    $("generation-badge").textContent = `generation ${gen}`;
     const list = $("config-list");
     list.replaceChildren();
-    for (const [k, v] of rows) {
+    for (const [k, v] of configRows(next)) {
       const dt = document.createElement("dt");
       dt.textContent = k;
       const dd = document.createElement("dd");
@@ -147,14 +95,19 @@
       list.append(dt, dd);
     }
     $("info-json").textContent = JSON.stringify(next, null, 2);
-    for (const btn of $("strategy-buttons").children) {
-      btn.setAttribute("aria-pressed", String(btn.dataset.strategy === next.strategy));
-    }
+    pressed("strategy", next.strategy);
+    showGenerative(next.generative);
     if (gen !== generation) {
       fillForm(next);
-      if (generation !== null) marks.push({ t: Date.now() / 1e3, label: `gen ${gen}: ${next.strategy}` });
+      if (generation !== null) liveCharts.marks.push({ t: Date.now() / 1e3, label: `gen ${gen}: ${switched(before, next)}` });
       generation = gen;
     }
+  }
+
+  // What a reload switched, for its mark: the scheduler when that changed, else the strategy.
+  function switched(before, next) {
+    const from = before?.generative?.scheduler, to = next.generative?.scheduler;
+    return from && to && from !== to ? `scheduler ${to}` : next.strategy;
   }
 
   function fillForm(i) {
@@ -185,6 +138,7 @@
     try {
       const [snap, next] = await Promise.all([getJSON("/live.json"), getJSON("/info").catch(() => null)]);
       if (next) showInfo(next);
+      showGeneration(snap.generation);
       const dt = prev ? snap.clock_seconds - prev.clock_seconds : 0;
       if (prev && dt < 0) prev = null; // the server restarted: start over
       // An extra poll right after a reload refreshes the configuration only: a point from
@@ -192,7 +146,7 @@
       if (prev && dt < MIN_INTERVAL_S) return setStatus("live", true);
       if (prev) {
         const fig = liveFigures.figures(prev, snap);
-        push(Date.now() / 1e3, fig);
+        liveCharts.push(Date.now() / 1e3, fig);
         showStats(fig);
       }
       prev = snap;
@@ -254,15 +208,18 @@
   }
 
   function createControls() {
-    for (const s of STRATEGIES) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "strategy";
-      b.dataset.strategy = s;
-      b.textContent = s;
-      b.addEventListener("click", () => reload(`executor.strategy = ${JSON.stringify(s)}`));
-      $("strategy-buttons").appendChild(b);
-    }
+    // One button per value of a live key: `kind` names its class, data attribute and box.
+    const buttons = (kind, names, key) => {
+      for (const s of names) {
+        const b = document.createElement("button");
+        Object.assign(b, { type: "button", className: kind, textContent: s });
+        b.dataset[kind] = s;
+        b.addEventListener("click", () => reload(`${key} = ${JSON.stringify(s)}`));
+        $(`${kind}-buttons`).appendChild(b);
+      }
+    };
+    buttons("strategy", STRATEGIES, "executor.strategy");
+    buttons("scheduler", SCHEDULERS, "generation.scheduler");
     $("reset").addEventListener("click", () => reload("", "?reset"));
     $("reload-form").addEventListener("submit", (e) => {
       e.preventDefault();
@@ -273,64 +230,47 @@
     });
   }
 
-  // ---- Built-in load ---------------------------------------------------------------------------
+  // ---- Built-in load (live-load.js) -----------------------------------------------------------
 
-  const TEXTS = [
-    "Where is my order?", "How do I reset my password?", "Can I change the delivery address?",
-    "What payment methods do you accept?", "My parcel arrived damaged, what now?",
-    "How long does a refund take?", "Do you ship to Canada?", "Is there a student discount?",
-    "How do I cancel my subscription before it renews next month?",
-    "The app keeps logging me out every few minutes on my phone, is that a known problem?",
-    "I was charged twice for the same order and would like one of the payments returned.",
-    "Which plan includes priority support and how much more does it cost per year?",
-  ];
-  const LOAD_CAP = { requests: 5000, concurrency: 64 };
-  let loadRunning = false;
+  function loadHint(kind) {
+    const caps = liveLoad.CAPS[kind];
+    $("load-hint").textContent = kind === "chat"
+      ? `Streaming chat completions to ${info?.generative?.model ?? "the generative model"}, each read `
+        + `to its end (at most ${caps.requests}, ${caps.concurrency} at a time, max_tokens up to ${caps.max_tokens}).`
+      : `Embeddings requests sent from this page (at most ${caps.requests}, ${caps.concurrency} at a time).`;
+  }
 
-  async function runLoad(total, concurrency) {
-    loadRunning = true;
+  async function startLoad(f) {
+    const kind = f.kind.value;
+    const caps = liveLoad.CAPS[kind];
+    const clamp = (v, max) => Math.min(max, Math.max(1, Math.floor(Number(v) || 1)));
     $("load-run").disabled = true;
     $("load-stop").disabled = false;
-    let next = 0, ok = 0, failed = 0;
-    const started = performance.now();
-    const progress = () => {
-      const secs = (performance.now() - started) / 1e3;
-      $("load-progress").textContent =
-        `${ok + failed}/${total} done, ${failed} failed, ${(ok / Math.max(secs, 1e-3)).toFixed(1)} req/s`;
-    };
-    const user = async () => {
-      while (loadRunning && next < total) {
-        const i = next++;
-        try {
-          const r = await fetch("/v1/embeddings", {
-            method: "POST",
-            headers: authHeaders({ "content-type": "application/json" }),
-            body: JSON.stringify({ model: info ? info.model.name : undefined, input: TEXTS[i % TEXTS.length] }),
-          });
-          await r.arrayBuffer();
-          r.ok ? ok++ : failed++;
-        } catch (e) {
-          failed++;
-        }
-        progress();
-      }
-    };
-    await Promise.all(Array.from({ length: concurrency }, user));
-    loadRunning = false;
+    await liveLoad.run({
+      kind,
+      total: clamp(f.requests.value, caps.requests),
+      concurrency: clamp(f.concurrency.value, caps.concurrency),
+      maxTokens: clamp(f.max_tokens.value, caps.max_tokens || 1),
+      model: kind === "chat" ? info?.generative?.model : info?.model.name,
+      headers: authHeaders,
+      onProgress: (text) => ($("load-progress").textContent = text),
+    });
     $("load-run").disabled = false;
     $("load-stop").disabled = true;
-    progress();
   }
 
   function createLoad() {
+    const f = $("load-form").elements;
+    loadHint(f.kind.value);
+    f.kind.addEventListener("change", () => {
+      f.max_tokens.disabled = f.kind.value !== "chat";
+      loadHint(f.kind.value);
+    });
     $("load-form").addEventListener("submit", (e) => {
       e.preventDefault();
-      if (loadRunning) return;
-      const f = e.target.elements;
-      const clamp = (v, max) => Math.min(max, Math.max(1, Math.floor(Number(v) || 1)));
-      runLoad(clamp(f.requests.value, LOAD_CAP.requests), clamp(f.concurrency.value, LOAD_CAP.concurrency));
+      if (!liveLoad.running) startLoad(e.target.elements);
     });
-    $("load-stop").addEventListener("click", () => (loadRunning = false));
+    $("load-stop").addEventListener("click", () => liveLoad.stop());
   }
 
   // What this listener serves, from its own OpenAPI document: the admin listener serves no
@@ -353,12 +293,16 @@
     }
   }
 
-  createCharts();
+  liveCharts.create();
   createControls();
   createLoad();
   probe();
   poll();
   setInterval(poll, POLL_MS);
   // For the browser test and the curious: the chart objects and what the page knows.
-  window.concurLive = { charts, marks, values, times, get info() { return info; }, quantile: liveFigures.quantile };
+  const { charts, marks, values, times } = liveCharts;
+  window.concurLive = {
+    charts, marks, values, times, get info() { return info; },
+    quantile: liveFigures.quantile, figures: liveFigures.figures, sseData: liveLoad.sseData,
+  };
 })();

@@ -13,7 +13,7 @@ pieces, no padding, mean pooling, L2 normalisation, one text per run.
     .venv/bin/python config/tools/chat_eval.py                  # shipped settings, tune split
     .venv/bin/python config/tools/chat_eval.py --part holdout4  # report only: never tune on it
     .venv/bin/python config/tools/chat_eval.py --grid           # best threshold per keyword weight
-    .venv/bin/python config/tools/chat_eval.py --table --old-kb OLD.toml   # the README's table
+    .venv/bin/python config/tools/chat_eval.py --table --old-kb OLD.toml   # docs/chat-bot.md's table
     .venv/bin/python config/tools/chat_eval.py --kb OLD.toml --baseline   # the old logic
 
 Needs onnxruntime, tokenizers, numpy (in .venv) and snowballstemmer
@@ -237,7 +237,7 @@ def main():
     ap.add_argument("--part", default="tune", choices=["tune", "tune2", "tune3", "holdout", "holdout2", "holdout3", "holdout4", "paraphrases"])
     ap.add_argument("--baseline", action="store_true", help="questions only, one threshold (0.47)")
     ap.add_argument("--grid", action="store_true", help="tune the threshold per keyword weight")
-    ap.add_argument("--table", action="store_true", help="print the README's ablation table")
+    ap.add_argument("--table", action="store_true", help="print the ablation table of docs/chat-bot.md")
     ap.add_argument("--old-kb", type=Path, help="with --table: the knowledge base before, for a first row")
     args = ap.parse_args()
     emb = Embedder(args.model_dir)

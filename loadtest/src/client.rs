@@ -1,5 +1,6 @@
-//! The HTTP client: request bodies for each endpoint, the endpoint mix, and
-//! a guard that keeps all traffic on the loopback interface.
+//! The HTTP client: request bodies for each endpoint, the endpoint mix, a
+//! guard that keeps all traffic on the loopback interface, and how one
+//! request ended ([`Outcome`]), which `stats` accounts.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -9,13 +10,12 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, StatusCode, Uri};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HyperClient};
 use hyper_util::rt::TokioExecutor;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-
-use crate::stats::Outcome;
 
 /// The model name the server expects in request bodies.
 pub const MODEL: &str = "all-MiniLM-L6-v2";
@@ -164,6 +164,31 @@ pub fn check_loopback(base: &str) -> Result<Uri> {
     Ok(uri)
 }
 
+/// How one request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx response with its body fully read.
+    Ok,
+    /// Any non-2xx status (429 overloaded, 503 deadline or draining, ...).
+    Status(u16),
+    /// No complete response within the request timeout.
+    Timeout,
+    /// Connection refused or reset, or a malformed response.
+    Transport,
+}
+
+impl Outcome {
+    /// The key under which errors are counted in summaries.
+    pub fn error_key(self) -> Option<String> {
+        match self {
+            Outcome::Ok => None,
+            Outcome::Status(code) => Some(code.to_string()),
+            Outcome::Timeout => Some("timeout".into()),
+            Outcome::Transport => Some("transport".into()),
+        }
+    }
+}
+
 /// A pooled HTTP/1 client bound to one loopback server.
 #[derive(Clone)]
 pub struct Client {
@@ -226,6 +251,27 @@ impl Client {
             Ok(Ok(s)) if s.is_success() => Outcome::Ok,
             Ok(Ok(s)) => Outcome::Status(s.as_u16()),
         }
+    }
+
+    /// `POST path` with a JSON body, returning as soon as the response's
+    /// headers are in: the caller reads the body as it streams.
+    ///
+    /// On a connection of its own (`connection: close`): llama.cpp's server
+    /// closes the connection after a streamed response although it announces
+    /// keep-alive, so a pooled connection would fail the next stream now and
+    /// then (a client-side race, not a server error). A fresh loopback
+    /// connection per stream costs far less than one generated token.
+    pub async fn post_json_streaming(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Response<Incoming>> {
+        let req = Request::post(self.uri(path)?)
+            .header("content-type", "application/json")
+            .header("accept", "text/event-stream")
+            .header("connection", "close")
+            .body(Full::new(Bytes::from(body)))?;
+        Ok(self.inner.request(req).await?)
     }
 
     /// `GET path`, returning the status and body text.

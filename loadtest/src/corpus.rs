@@ -11,6 +11,12 @@ pub fn default_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/chat.jsonl")
 }
 
+/// The prompts of `loadtest stream`: user messages to a general chat
+/// assistant, from one-line questions to multi-paragraph requests.
+pub fn chat_prompts_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/chat_prompts.jsonl")
+}
+
 #[derive(Deserialize)]
 struct Line {
     text: String,

@@ -1,5 +1,8 @@
-//! `loadtest` command line: `run` for one load test, `sweep` for the
-//! strategy comparison. All logic lives in the library.
+//! `loadtest` command line: `run` for one load test, `stream` for one
+//! streaming chat run, `sweep` for the strategy comparison. All logic lives
+//! in the library.
+
+mod stream_cmd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +28,9 @@ struct Cli {
 enum Command {
     /// One closed-loop (--users) or open-loop (--rate) run against a running server.
     Run(RunArgs),
+    /// One streaming chat run (OpenAI server-sent events) against any
+    /// OpenAI-compatible server: TTFT, inter-token latency, tokens/s.
+    Stream(stream_cmd::StreamArgs),
     /// Start the server once per config preset, find its sustainable rate, write a report.
     Sweep(SweepArgs),
 }
@@ -273,16 +279,19 @@ fn switch_plan(a: &RunArgs) -> Result<Option<SwitchPlan>> {
     }))
 }
 
-/// Resolves on the first SIGINT or SIGTERM, naming it.
+/// Resolves on the first SIGINT, SIGTERM or SIGHUP (the terminal closed),
+/// naming it.
 async fn interrupted() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(mut int), Ok(mut term)) => tokio::select! {
+        (Ok(mut int), Ok(mut term), Ok(mut hup)) => tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
         },
         // Without handlers the default dispositions stay: never resolve.
         _ => std::future::pending().await,
@@ -360,7 +369,7 @@ async fn sweep_cmd(a: SweepArgs) -> Result<()> {
             ),
         }
     }
-    if let Some(table) = loadtest::report::light_load_section(&report) {
+    if let Some(table) = loadtest::sweep::report::light_load_section(&report) {
         println!("\n{table}");
     }
     println!("report: {}", a.out.join("report.md").display());
@@ -378,6 +387,7 @@ fn main() -> Result<()> {
     rt.block_on(async {
         match cli.command {
             Command::Run(a) => run_cmd(a).await,
+            Command::Stream(a) => stream_cmd::run(a).await,
             Command::Sweep(a) => sweep_cmd(a).await,
         }
     })

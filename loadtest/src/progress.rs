@@ -2,28 +2,27 @@
 //! a terminal (CI logs, pipes) or when the caller turned it off.
 
 use std::io::IsTerminal;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::task::JoinHandle;
 
-use crate::stats::Recorder;
-
-/// Redraws the bar from the shared recorder until dropped.
+/// Redraws the bar, with the run's own status line, until dropped.
 pub struct Progress {
     bar: ProgressBar,
     ticker: Option<JoinHandle<()>>,
 }
 
 impl Progress {
-    /// Starts a bar for a run of `total` length that began at `start`.
+    /// Starts a bar for a run of `total` length that began at `start`;
+    /// `status` gives the text after the bar (counts so far), so any kind of
+    /// run can show its own.
     pub fn start(
         enabled: bool,
         label: String,
         start: Instant,
         total: Duration,
-        recorder: Arc<Mutex<Recorder>>,
+        status: impl Fn() -> String + Send + 'static,
     ) -> Self {
         let target = if enabled && std::io::stderr().is_terminal() {
             ProgressDrawTarget::stderr()
@@ -46,17 +45,8 @@ impl Progress {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
-                let msg = {
-                    let r = recorder.lock().expect("recorder lock");
-                    format!(
-                        "ok {} err {} late {}",
-                        r.successes(),
-                        r.error_count(),
-                        r.late_sends()
-                    )
-                };
                 b.set_position(start.elapsed().as_millis() as u64);
-                b.set_message(msg);
+                b.set_message(status());
             }
         });
         Progress {

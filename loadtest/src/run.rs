@@ -282,12 +282,21 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
         Load::Closed { users, .. } => format!("closed {users} users"),
         Load::Open { rate, .. } => format!("open {rate:.1} rps"),
     };
+    let counts = recorder.clone();
     let progress = Progress::start(
         opts.progress,
         label,
         start,
         opts.warmup + opts.duration,
-        recorder.clone(),
+        move || {
+            let r = counts.lock().expect("recorder lock");
+            format!(
+                "ok {} err {} late {}",
+                r.successes(),
+                r.error_count(),
+                r.late_sends()
+            )
+        },
     );
     let mut summary = RunSummary {
         mix: opts.mix.to_string(),

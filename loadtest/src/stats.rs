@@ -13,32 +13,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Endpoint;
-
-/// How one request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// A 2xx response with its body fully read.
-    Ok,
-    /// Any non-2xx status (429 overloaded, 503 deadline or draining, ...).
-    Status(u16),
-    /// No complete response within the request timeout.
-    Timeout,
-    /// Connection refused or reset, or a malformed response.
-    Transport,
-}
-
-impl Outcome {
-    /// The key under which errors are counted in summaries.
-    pub fn error_key(self) -> Option<String> {
-        match self {
-            Outcome::Ok => None,
-            Outcome::Status(code) => Some(code.to_string()),
-            Outcome::Timeout => Some("timeout".into()),
-            Outcome::Transport => Some("transport".into()),
-        }
-    }
-}
+use crate::client::{Endpoint, Outcome};
 
 /// One finished request, as seen by the client.
 #[derive(Clone, Copy, Debug)]

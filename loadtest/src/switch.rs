@@ -204,8 +204,7 @@ impl fmt::Display for SegmentTable<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::Endpoint;
-    use crate::stats::Outcome;
+    use crate::client::{Endpoint, Outcome};
 
     fn ok_at(base: Instant, ms: u64, took: u64) -> Sample {
         let at = base + Duration::from_millis(ms);

@@ -1,6 +1,6 @@
 //! The batcher: a queue of admitted inputs and the task that turns them into batches.
 //!
-//! [`queue`] is the pure batching policy; [`task`] is the actor that owns the queue,
+//! [`queue`] is the pure batching policy; `task` is the actor that owns the queue,
 //! reserves an idle engine session, forms a batch and hands it to the executor.
 
 pub mod queue;

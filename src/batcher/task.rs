@@ -163,8 +163,12 @@ impl Batcher {
                 },
                 // An idle core: reserved before the batch is formed, so batches wait
                 // for the engine instead of piling up, and the queue keeps inputs where
-                // length-aware grouping can still see them.
-                c = self.executor.reserve(), if cores.is_none() => cores = Some(c),
+                // length-aware grouping can still see them. Only once there is work: a
+                // core held by an idle batcher is one a generation step, which waits
+                // for all of its cores at once, would wait for forever.
+                c = self.executor.reserve(), if cores.is_none() && !queue.is_empty() => {
+                    cores = Some(c)
+                }
                 // A reload: cores held on the old executor go back to it unused.
                 Some(swap) = control.recv() => {
                     cores = None;

@@ -3,7 +3,7 @@
 //!
 //! Each entry's score is its best cosine similarity (over its example questions, title
 //! and answer sentences) plus `keyword_weight` x its BM25 score; each out-of-scope group
-//! is scored the same way. Measured on tests/data/chat_eval_tune.json (README, Chat):
+//! is scored the same way. Measured on tests/data/chat_eval_tune.json (docs/chat-bot.md):
 //! one threshold alone cannot separate questions about other companies from our own,
 //! because the embedding sees the topic and not whose it is; the names and the
 //! out-of-scope groups do that.

@@ -25,6 +25,15 @@ pub const LIVE_KEYS: &[&str] = &[
     "chat.fallback",
     "model.variant",
     "auth.api_keys",
+    // The scheduler's rules, applied from its next step; the model, its slots and
+    // their context are fixed at start (the key/value cache is allocated once).
+    "generation.scheduler",
+    "generation.prefill_chunk_tokens",
+    "generation.max_step_tokens",
+    "generation.static_batch",
+    "generation.max_tokens_cap",
+    "generation.default_max_tokens",
+    "generation.default_deadline_ms",
 ];
 
 /// One key whose value differs.
@@ -72,6 +81,7 @@ fn flatten(c: &Config) -> Value {
         "batching": c.batching,
         "limits": c.limits,
         "chat": c.chat,
+        "generation": c.generation,
         "auth": { "api_keys": format!("{} keys ({keys_hash:016x})", c.auth.api_keys.len()) },
     });
     rename_durations(&mut tree);

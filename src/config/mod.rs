@@ -1,12 +1,14 @@
-//! Configuration: TOML ([`raw`]) is parsed once, validated once into [`Config`], and only the
+//! Configuration: TOML (`raw`) is parsed once, validated once into [`Config`], and only the
 //! validated sub-structs build components. Every default lives here and is documented in
 //! `config/default.toml`.
 
+mod generation;
 mod live;
 mod raw;
 mod source;
 mod validate;
 
+pub use generation::{GenerationConfig, SchedulerKind};
 pub use live::{changes, Change, LIVE_KEYS};
 pub use source::{merge_toml, parse_overrides, ConfigSource};
 
@@ -273,6 +275,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub chat: ChatConfig,
     pub auth: AuthConfig,
+    pub generation: GenerationConfig,
 }
 
 impl Default for Config {
@@ -321,6 +324,7 @@ impl Config {
         let limits = validate::limits(raw.limits, &batching)?;
         let chat = validate::chat(raw.chat)?;
         let auth = validate::auth(raw.auth)?;
+        let generation = generation::validate(raw.generation)?;
         Ok(Config {
             server,
             model,
@@ -329,6 +333,7 @@ impl Config {
             limits,
             chat,
             auth,
+            generation,
         })
     }
 }

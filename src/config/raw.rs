@@ -23,6 +23,8 @@ pub struct RawConfig {
     pub chat: RawChat,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub generation: super::generation::RawGeneration,
 }
 
 #[derive(Debug, Default, Deserialize)]

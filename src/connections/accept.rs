@@ -105,15 +105,14 @@ impl Connections {
             let (state, activity, admitted) =
                 (self.state.clone(), activity.clone(), admitted.clone());
             service_fn(move |req| {
-                // Until the response is built, the connection is busy: not idle for the
-                // timer, not sheddable at the cap. Bodies are built whole, so nothing is
-                // left to produce once the handler returns.
+                // Until the response is complete, the connection is busy: not idle for
+                // the timer, not sheddable at the cap. A body built whole is complete once
+                // the handler returns; a streamed one holds the marks to its end.
                 let busy = (activity.busy(), admitted.request());
                 let state = state.clone();
                 async move {
                     let response = http::handle(state, scope, req).await;
-                    drop(busy);
-                    response
+                    response.map(|r| http::hold(r, busy))
                 }
             })
         };

@@ -7,7 +7,7 @@ mod onnx;
 pub mod pooling;
 mod runtime;
 
-pub use onnx::{OnnxEngine, SharedWeights};
+pub use onnx::{build_session, OnnxEngine, SessionThreads, SharedWeights};
 pub use runtime::{
     note_onnxruntime_version, onnxruntime_version, ort_environment, resolve_ort_library,
 };

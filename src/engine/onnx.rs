@@ -60,6 +60,49 @@ impl ThreadManager for NicedThreads {
     }
 }
 
+/// The threads of one session: `intra` run one forward pass together.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionThreads {
+    pub intra: usize,
+    pub inter: usize,
+    pub spinning: bool,
+    /// Nice value of ONNX Runtime's own threads (0 = unchanged).
+    pub nice: i32,
+}
+
+/// Loads the model at `path` with every graph optimization, on `threads`, sharing
+/// pre-packed weights through `prepacked` when given.
+pub fn build_session(
+    env: &ort::environment::Environment,
+    path: &std::path::Path,
+    threads: SessionThreads,
+    prepacked: Option<&PrepackedWeights>,
+) -> Result<Session, EngineError> {
+    Session::builder(env)
+        .and_then(|b| {
+            b.with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(Into::into)
+        })
+        .and_then(|b| b.with_intra_threads(threads.intra).map_err(Into::into))
+        .and_then(|b| b.with_inter_threads(threads.inter).map_err(Into::into))
+        // Spinning threads burn a core while idle; with several sessions on few cores
+        // that steals time from the session doing work, so it is a setting.
+        .and_then(|b| {
+            b.with_intra_op_spinning(threads.spinning)
+                .map_err(Into::into)
+        })
+        .and_then(|b| match prepacked {
+            Some(p) => b.with_prepacked_weights(p).map_err(Into::into),
+            None => Ok(b),
+        })
+        .and_then(|b| {
+            b.with_thread_manager(NicedThreads(threads.nice))
+                .map_err(Into::into)
+        })
+        .and_then(|mut b| b.commit_from_file(path))
+        .map_err(|e: ort::Error| EngineError::load(format!("{}: {e}", path.display())))
+}
+
 /// One ONNX Runtime session of the sentence-embedding model.
 pub struct OnnxEngine {
     session: Session,
@@ -85,32 +128,13 @@ impl OnnxEngine {
                 path.display()
             )));
         }
-        let session = Session::builder(&env)
-            .and_then(|b| {
-                b.with_optimization_level(GraphOptimizationLevel::All)
-                    .map_err(Into::into)
-            })
-            .and_then(|b| b.with_intra_threads(width).map_err(Into::into))
-            .and_then(|b| {
-                b.with_inter_threads(exec.inter_op_threads)
-                    .map_err(Into::into)
-            })
-            // Spinning threads burn a core while idle; with several sessions on few cores
-            // that steals time from the session doing work, so it is a setting.
-            .and_then(|b| {
-                b.with_intra_op_spinning(exec.intra_op_spinning)
-                    .map_err(Into::into)
-            })
-            .and_then(|b| {
-                b.with_prepacked_weights(shared.container())
-                    .map_err(Into::into)
-            })
-            .and_then(|b| {
-                b.with_thread_manager(NicedThreads(exec.inference_nice))
-                    .map_err(Into::into)
-            })
-            .and_then(|mut b| b.commit_from_file(&path))
-            .map_err(|e: ort::Error| EngineError::load(format!("{}: {e}", path.display())))?;
+        let threads = SessionThreads {
+            intra: width,
+            inter: exec.inter_op_threads,
+            spinning: exec.intra_op_spinning,
+            nice: exec.inference_nice,
+        };
+        let session = build_session(&env, &path, threads, Some(shared.container()))?;
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
         for required in ["input_ids", "attention_mask"] {
             if !names.contains(&required) {

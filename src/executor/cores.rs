@@ -39,10 +39,20 @@ impl CoreBudget {
 
     /// Waits until the narrowest share of cores is idle, and holds it.
     pub async fn reserve(&self) -> Cores {
+        self.hold(self.unit).await
+    }
+
+    /// Waits until `n` cores (at most the whole budget) are idle, and holds them: a
+    /// generation step, whose width is its session's thread count.
+    pub async fn reserve_n(&self, n: usize) -> Cores {
+        self.hold(n.clamp(1, self.total)).await
+    }
+
+    async fn hold(&self, n: usize) -> Cores {
         let permit = self
             .permits
             .clone()
-            .acquire_many_owned(self.unit as u32)
+            .acquire_many_owned(n as u32)
             .await
             .expect("the core semaphore is never closed");
         Cores { permit }

@@ -27,4 +27,8 @@ impl Dispatch for Inline {
         // Deliberately blocking inside an async task: this is what the strategy measures.
         drop(tokio::spawn(async move { pool.run(job) }));
     }
+
+    fn run(&self, task: super::Task) {
+        drop(tokio::spawn(async move { task() }));
+    }
 }

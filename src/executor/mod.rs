@@ -1,11 +1,11 @@
 //! The executor: where a batch's forward pass runs (the *strategy*) and on how many cores
-//! (the *parallelism*). One file per strategy, all behind [`Dispatch`]; they differ only in
+//! (the *parallelism*). One file per strategy, all behind `Dispatch`; they differ only in
 //! which thread calls [`Engine::embed`](crate::engine::Engine::embed).
 //!
 //! - [`width`]: the session widths to load and how many cores the next batch gets (pure).
 //! - [`cost`]: what a batch costs at each width, learned from the batches that ran.
-//! - [`cores`]: the core budget; a running batch holds as many cores as its width.
-//! - [`pool`]: the sessions of every width, borrowed per batch by any strategy.
+//! - `cores`: the core budget; a running batch holds as many cores as its width.
+//! - `pool`: the sessions of every width, borrowed per batch by any strategy.
 //!
 //! The bridge between the async world and the synchronous engine lives here and nowhere
 //! else: the batcher reserves [`Cores`] before it forms a batch, widens them when more
@@ -26,7 +26,7 @@ mod workers;
 
 pub use cores::Cores;
 pub use job::{Done, Job};
-pub use pool::Footprint;
+pub use pool::{resident_bytes, Footprint};
 pub use processes::{worker_main, ProcessFootprint};
 
 use crate::config::{ExecutorConfig, Strategy};
@@ -44,9 +44,19 @@ use width::{Ladder, Moment};
 /// job then runs is the strategy.
 pub(crate) trait Dispatch: Send + Sync {
     fn dispatch(&self, job: Job);
+    /// Runs `task` where this strategy runs its batches. Strategies whose engines live
+    /// elsewhere (`processes`) run it on tokio's blocking pool: a generation step needs
+    /// the key/value cache of this process.
+    fn run(&self, task: Task) {
+        drop(tokio::task::spawn_blocking(task));
+    }
     /// Stops accepting jobs and waits for the threads this strategy owns. Blocking.
     fn shutdown(&self) {}
 }
+
+/// Work other than an embedding batch, run on the strategy's thread: a generation step,
+/// which owns its engine and answers through its own channel.
+pub type Task = Box<dyn FnOnce() + Send>;
 
 /// A started strategy, what loading its sessions cost, and the sessions when they live in
 /// this process.
@@ -141,7 +151,8 @@ impl Executor {
     }
 
     /// Widens `cores` for the batch described by `moment` (its `free` and `load` are
-    /// filled in here, its `rate` lowered to the rows arriving while batches run): as many of the idle cores as [`width::choose`] gives it. Never waits.
+    /// filled in here, its `rate` lowered to the rows arriving while batches run): as
+    /// many of the idle cores as [`width::choose`] gives it. Never waits.
     pub fn widen(&self, cores: &mut Cores, moment: Moment) {
         let now = Instant::now();
         let costs = self.costs.lock().unwrap_or_else(|p| p.into_inner());
@@ -190,6 +201,31 @@ impl Executor {
         });
         job.cores = Some(cores);
         self.dispatch.dispatch(job);
+    }
+
+    /// Waits until `n` cores are idle (at most the budget) and holds them: what a
+    /// generation step on `n` intra-op threads needs, so it never oversubscribes the CPU
+    /// beside embedding batches.
+    pub async fn reserve_n(&self, n: usize) -> Cores {
+        self.budget.reserve_n(n).await
+    }
+
+    /// The core budget's size.
+    pub fn cores(&self) -> usize {
+        self.ladder.cores
+    }
+
+    /// Runs `task` on the strategy's thread with `cores` held until it returns; the task
+    /// gets the width it holds.
+    pub fn run_task(&self, cores: Cores, task: impl FnOnce(usize) + Send + 'static) {
+        let metrics = self.metrics.clone();
+        self.dispatch.run(Box::new(move || {
+            let width = cores.width();
+            metrics.cores.busy.add(width as i64);
+            task(width);
+            metrics.cores.busy.sub(width as i64);
+            drop(cores);
+        }));
     }
 
     /// Runs a short input through every session of this process. Blocking: a reload

@@ -118,7 +118,7 @@ impl SessionPool {
 }
 
 /// The process's resident set size, from /proc/self/statm (0 where unavailable).
-pub(super) fn resident_bytes() -> u64 {
+pub fn resident_bytes() -> u64 {
     resident_bytes_of("self")
 }
 

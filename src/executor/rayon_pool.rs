@@ -34,4 +34,8 @@ impl Dispatch for RayonPool {
         let sessions = self.sessions.clone();
         self.threads.spawn(move || sessions.run(job));
     }
+
+    fn run(&self, task: super::Task) {
+        self.threads.spawn(task);
+    }
 }

@@ -30,4 +30,12 @@ impl Dispatch for SpawnBlocking {
             pool.run(job)
         }));
     }
+
+    fn run(&self, task: super::Task) {
+        let nice = self.pool.nice();
+        drop(tokio::task::spawn_blocking(move || {
+            crate::threads::lower_current_thread(nice);
+            task()
+        }));
+    }
 }

@@ -14,14 +14,14 @@ use std::thread::JoinHandle;
 pub(super) struct Workers {
     /// Bounded to one job per worker; the core budget keeps it from ever filling.
     /// Behind a mutex only so `shutdown` can drop it (closing the channel) through `&self`.
-    tx: Mutex<Option<SyncSender<Job>>>,
+    tx: Mutex<Option<SyncSender<Work>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     pool: Arc<SessionPool>,
 }
 
 impl Workers {
     pub fn new(pool: Arc<SessionPool>, n: usize) -> Result<Workers, EngineError> {
-        let (tx, rx) = sync_channel::<Job>(n);
+        let (tx, rx) = sync_channel::<Work>(n);
         // std's Receiver is single-consumer; the mutex makes it a shared work queue. A worker
         // holds it only while waiting for the next job, never while running one.
         let rx = Arc::new(Mutex::new(rx));
@@ -32,9 +32,12 @@ impl Workers {
                 .name(format!("concur-worker-{i}"))
                 .spawn(move || {
                     crate::threads::lower_current_thread(pool.nice());
-                    while let Some(job) = next_job(&rx) {
+                    while let Some(work) = next_job(&rx) {
                         // BUSY
-                        pool.run(job);
+                        match work {
+                            Work::Batch(job) => pool.run(job),
+                            Work::Task(task) => task(),
+                        }
                         // IDLE
                     }
                 })
@@ -49,22 +52,41 @@ impl Workers {
     }
 }
 
+impl Workers {
+    /// Queues `work` for a worker; gives it back if the workers are shut down or busy.
+    fn send(&self, work: Work) -> Result<(), Work> {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(tx) = tx else { return Err(work) };
+        tx.try_send(work).map_err(|e| match e {
+            TrySendError::Full(w) | TrySendError::Disconnected(w) => w,
+        })
+    }
+}
+
+/// What a worker runs: an embedding batch, or a generation step.
+enum Work {
+    Batch(Job),
+    Task(super::Task),
+}
+
 /// The next job, or None once the channel is closed and empty.
-fn next_job(rx: &Mutex<Receiver<Job>>) -> Option<Job> {
+fn next_job(rx: &Mutex<Receiver<Work>>) -> Option<Work> {
     rx.lock().unwrap_or_else(|p| p.into_inner()).recv().ok()
 }
 
 impl Dispatch for Workers {
     fn dispatch(&self, job: Job) {
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let Some(tx) = tx else {
-            return self
-                .pool
-                .fail(job, EngineError::inference("workers are shut down"));
-        };
-        if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) = tx.try_send(job) {
+        if let Err(Work::Batch(job)) = self.send(Work::Batch(job)) {
             self.pool
                 .fail(job, EngineError::inference("worker queue unavailable"));
+        }
+    }
+
+    fn run(&self, task: super::Task) {
+        // A step that cannot be queued runs on the blocking pool rather than be lost:
+        // its sequences are waiting for it.
+        if let Err(Work::Task(task)) = self.send(Work::Task(task)) {
+            drop(tokio::task::spawn_blocking(task));
         }
     }
 

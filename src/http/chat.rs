@@ -1,14 +1,15 @@
-//! `POST /v1/chat/completions`: OpenAI-compatible chat answered by retrieval, with
-//! server-sent events when `stream` is true. The conversation goes to `chat`: a question
-//! costs one embedding, a follow-up ("agent", "thanks") none.
+//! `POST /v1/chat/completions`: OpenAI-compatible chat, answered by retrieval (the
+//! default) or by the generative model when `model` names it ([`super::chat_generate`]),
+//! with server-sent events when `stream` is true. The retrieval bot gets the conversation
+//! from `chat`: a question costs one embedding, a follow-up ("agent", "thanks") none.
 
 use super::chat_types::*;
 use super::error::ApiError;
+use super::generate::{self, Target};
 use super::input::{typed, InputLimits, Served};
-use super::{json_response, Body, Ctx};
+use super::{chat_generate, json_response, sse, Body, Ctx};
 use crate::chat::turns::{Role as TurnRole, Turn};
 use crate::chat::{ChatBot, Reply as BotReply, Step};
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,9 +24,13 @@ pub struct ValidChat {
     pub include_usage: bool,
 }
 
-/// Types and checks a chat completions body.
+/// Types and checks a chat completions body for the retrieval bot.
 pub fn parse_chat(body: Value, served: &Served<'_>) -> Result<ValidChat, ApiError> {
-    let req: ChatCompletionRequest = typed(body)?;
+    check_chat(typed(body)?, served)
+}
+
+/// Checks a typed chat request for the retrieval bot.
+fn check_chat(req: ChatCompletionRequest, served: &Served<'_>) -> Result<ValidChat, ApiError> {
     served.check_model(req.model.as_deref())?;
     if req.messages.is_empty() {
         return Err(ApiError::invalid(
@@ -72,7 +77,8 @@ pub fn parse_chat(body: Value, served: &Served<'_>) -> Result<ValidChat, ApiErro
     })
 }
 
-/// Answers the last user message from the knowledge base (OpenAI chat completions API).
+/// Answers the last user message from the knowledge base, or continues the conversation
+/// with the generative model (OpenAI chat completions API).
 #[utoipa::path(
     post,
     path = "/v1/chat/completions",
@@ -80,16 +86,35 @@ pub fn parse_chat(body: Value, served: &Served<'_>) -> Result<ValidChat, ApiErro
     operation_id = "createChatCompletion",
     request_body = ChatCompletionRequest,
     responses((status = 200,
-        description = "The best entry's answer, or the fallback below `chat.threshold`. With \
+        description = "The retrieval bot: the best entry's answer, or the fallback below \
+            `chat.threshold`. The generative model: the generated reply. With \
             `stream: true`, server-sent events: one `data: {ChatCompletionChunk}` line per \
-            event, then `data: [DONE]`.",
+            event (the role, the text as it is generated, the finish reason, the usage when \
+            `stream_options.include_usage`), then `data: [DONE]`.",
         content(
             (ChatCompletion = "application/json"),
             (ChatEvent = "text/event-stream"),
         )))
 )]
 pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body>, ApiError> {
-    let req = parse_chat(body, &ctx.served())?;
+    let req: ChatCompletionRequest = typed(body)?;
+    let params = req.sampling().check(ctx.config.generation.max_tokens_cap)?;
+    match generate::target(ctx, req.model.as_deref(), Target::Retrieval)? {
+        Target::Generative(g) => chat_generate::reply(ctx, &g, req, params).await,
+        Target::Retrieval if req.grounded == Some(true) => Err(ApiError::invalid(
+            "grounded",
+            "`grounded` asks the generative model to answer from the knowledge base; the \
+             retrieval bot always does: name the generative model in `model`",
+        )),
+        Target::Retrieval => {
+            let req = check_chat(req, &ctx.served())?;
+            retrieval_reply(ctx, req).await
+        }
+    }
+}
+
+/// The retrieval bot's reply.
+async fn retrieval_reply(ctx: &mut Ctx<'_>, req: ValidChat) -> Result<Response<Body>, ApiError> {
     let bot = ctx
         .state
         .services()
@@ -112,11 +137,7 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
         completion_tokens,
         total_tokens: prompt_tokens + completion_tokens,
     };
-    let reply = Reply {
-        id: next_id(),
-        created: now_secs(),
-        model: ctx.config.model.name.clone(),
-    };
+    let reply = Reply::new(ctx.config.model.name.clone());
     if req.stream {
         let usage = req.include_usage.then_some(usage);
         return Ok(reply.stream(&content, usage, retrieval));
@@ -138,13 +159,13 @@ pub async fn completions(ctx: &mut Ctx<'_>, body: Value) -> Result<Response<Body
                 finish_reason: FinishReason::Stop,
             }],
             usage,
-            concur_retrieval: retrieval,
+            concur_retrieval: Some(retrieval),
         },
     ))
 }
 
 /// `concur_retrieval`: how the reply was chosen.
-fn retrieval(bot: &ChatBot, reply: &BotReply) -> Retrieval {
+pub(super) fn retrieval(bot: &ChatBot, reply: &BotReply) -> Retrieval {
     let entry = reply.entry.map(|i| bot.entry(i));
     Retrieval {
         decision: reply.decision.to_string(),
@@ -156,14 +177,23 @@ fn retrieval(bot: &ChatBot, reply: &BotReply) -> Retrieval {
     }
 }
 
-struct Reply {
-    id: String,
-    created: u64,
-    model: String,
+/// What every chunk of one reply repeats.
+pub(super) struct Reply {
+    pub id: String,
+    pub created: u64,
+    pub model: String,
 }
 
 impl Reply {
-    fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatCompletionChunk {
+    pub fn new(model: String) -> Reply {
+        Reply {
+            id: next_id("chatcmpl"),
+            created: now_secs(),
+            model,
+        }
+    }
+
+    pub fn chunk(&self, delta: Delta, finish: Option<FinishReason>) -> ChatCompletionChunk {
         ChatCompletionChunk {
             id: self.id.clone(),
             object: ChunkObject::ChatCompletionChunk,
@@ -210,22 +240,14 @@ impl Reply {
         }
         let mut body = String::new();
         for e in events {
-            body.push_str("data: ");
-            body.push_str(&serde_json::to_string(&e).expect("chunks always serialize"));
-            body.push_str("\n\n");
+            sse::push_event(&mut body, &e);
         }
-        body.push_str("data: ");
-        body.push_str(DONE);
-        body.push_str("\n\n");
-        let mut response = Response::new(Body::from(body));
-        let h = response.headers_mut();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
+        sse::push_done(&mut body);
+        sse::response(super::full(body))
     }
 }
 
-fn now_secs() -> u64 {
+pub(super) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -233,14 +255,14 @@ fn now_secs() -> u64 {
 }
 
 /// A unique completion id: start time and a counter, so no RNG is needed.
-fn next_id() -> String {
+pub(super) fn next_id(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let t = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("chatcmpl-{t:x}{n:x}")
+    format!("{prefix}-{t:x}{n:x}")
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The request and response types of `POST /v1/chat/completions`, in OpenAI's shape. The
 //! handler reads and writes exactly these, and the OpenAPI document is generated from them.
 
+use super::error::ErrorResponse;
+use super::gen_params::{SamplingFields, Stop};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -8,18 +10,23 @@ use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
 use utoipa::{PartialSchema, ToSchema};
 
-/// An OpenAI chat completions request. The reply answers the last `user` message; other
-/// OpenAI fields (temperature, tools, ...) are accepted and ignored.
+/// An OpenAI chat completions request, answered by the retrieval bot (the default) or by
+/// the generative model when `model` names it. The sampling fields are checked for both
+/// and used by the generative model only; other OpenAI fields (tools, logprobs, ...) are
+/// accepted and ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({
     "model": "all-MiniLM-L6-v2",
     "messages": [{"role": "user", "content": "I forgot my password"}]
 }))]
 pub struct ChatCompletionRequest {
-    /// The conversation; at least one message must have the role `user`.
+    /// The conversation. The retrieval bot answers its last `user` message; the
+    /// generative model continues it (roles `system`, `developer`, `user`, `assistant`).
     #[schema(min_items = 1)]
     pub messages: Vec<Message>,
-    /// The served model (its short or hub name); any other is 404. Optional.
+    /// The retrieval bot's model (the embedding model's short or hub name; the default)
+    /// or the generative model's (`generation.name`, when generation is enabled); any
+    /// other is 404.
     pub model: Option<String>,
     /// Answer as server-sent events of `ChatCompletionChunk`s. Default `false`.
     #[schema(default = false)]
@@ -30,6 +37,43 @@ pub struct ChatCompletionRequest {
     pub n: Option<u64>,
     /// Accepted for compatibility; not used.
     pub user: Option<String>,
+    /// Tokens to generate at most. Default `generation.default_max_tokens` (less when the
+    /// prompt leaves less room in the context); at most `generation.max_tokens_cap`.
+    #[schema(minimum = 1)]
+    pub max_tokens: Option<u64>,
+    /// OpenAI's newer name for `max_tokens`; wins when both are sent.
+    #[schema(minimum = 1)]
+    pub max_completion_tokens: Option<u64>,
+    /// 0 picks the most likely token (greedy, repeatable); default 1.
+    #[schema(minimum = 0, maximum = 2)]
+    pub temperature: Option<f64>,
+    /// Sample from the most likely tokens whose probabilities add up to this; default 1.
+    #[schema(exclusive_minimum = 0, maximum = 1)]
+    pub top_p: Option<f64>,
+    /// Makes sampling repeatable: the same request with the same seed gets the same text.
+    pub seed: Option<i64>,
+    pub stop: Option<Stop>,
+    /// concur extension, generative model only: the retrieval bot's best knowledge-base
+    /// entry for the last user message goes into the system message, so the model answers
+    /// from the knowledge base (the reply's `concur_retrieval` says which entry). Needs
+    /// `chat.enabled`. Default `false`.
+    #[schema(default = false)]
+    pub grounded: Option<bool>,
+}
+
+impl ChatCompletionRequest {
+    /// The sampling fields, for checking.
+    pub fn sampling(&self) -> SamplingFields {
+        SamplingFields {
+            max_tokens: self.max_tokens,
+            max_completion_tokens: self.max_completion_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            seed: self.seed,
+            stop: self.stop.clone(),
+            n: self.n,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,11 +176,23 @@ pub enum AssistantRole {
     Assistant,
 }
 
-/// `"stop"`: the bot always answers in full.
+/// Why the reply ended: `stop` (the retrieval bot's answer is always whole; the
+/// generative model's end of turn or a stop sequence), or `length` (`max_tokens`, or the
+/// context is full).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FinishReason {
     Stop,
+    Length,
+}
+
+impl From<crate::generate::FinishReason> for FinishReason {
+    fn from(r: crate::generate::FinishReason) -> Self {
+        match r {
+            crate::generate::FinishReason::Stop => FinishReason::Stop,
+            crate::generate::FinishReason::Length => FinishReason::Length,
+        }
+    }
 }
 
 /// The reply (without `stream`).
@@ -149,7 +205,9 @@ pub struct ChatCompletion {
     pub model: String,
     pub choices: Vec<Choice>,
     pub usage: ChatUsage,
-    pub concur_retrieval: Retrieval,
+    /// How the retrieval bot chose its reply, or which entry grounded a generated one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concur_retrieval: Option<Retrieval>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -168,7 +226,8 @@ pub struct AssistantMessage {
     pub content: String,
 }
 
-/// Word pieces of the question; words of the answer.
+/// The retrieval bot: word pieces of the question, words of the answer. The generative
+/// model: tokens of the prompt (with the chat template) and of the completion.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ChatUsage {
     pub prompt_tokens: usize,
@@ -231,25 +290,13 @@ pub struct Delta {
 
 /// One server-sent event of a streamed reply, described the way OpenAPI 3.1 tools read
 /// `text/event-stream` (the schema of one event): `data` is a `ChatCompletionChunk` as
-/// JSON, or `[DONE]` at the end. The handler writes exactly these two kinds of event.
+/// JSON, or `[DONE]` at the end, or (a generation that fails after it started) an
+/// `ErrorResponse` as the last event instead of `[DONE]`. The handler writes exactly these.
 pub struct ChatEvent;
 
 impl PartialSchema for ChatEvent {
     fn schema() -> RefOr<Schema> {
-        let chunk = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .content_media_type("application/json")
-            .content_schema(Some(Ref::from_schema_name(ChatCompletionChunk::name())));
-        let done = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some([DONE]));
-        ObjectBuilder::new()
-            .property("data", OneOfBuilder::new().item(chunk).item(done))
-            .required("data")
-            .description(Some(
-                "One server-sent event: `data: {ChatCompletionChunk}`, then `data: [DONE]`.",
-            ))
-            .into()
+        event_schema::<ChatCompletionChunk>()
     }
 }
 
@@ -259,12 +306,43 @@ impl ToSchema for ChatEvent {
     }
 
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((
-            ChatCompletionChunk::name().into(),
-            ChatCompletionChunk::schema(),
-        ));
-        <ChatCompletionChunk as ToSchema>::schemas(schemas);
+        event_schemas::<ChatCompletionChunk>(schemas);
     }
+}
+
+/// The schema of one event of a stream of `T` chunks.
+pub fn event_schema<T: ToSchema>() -> RefOr<Schema> {
+    let json = |name: Cow<'static, str>| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .content_media_type("application/json")
+            .content_schema(Some(Ref::from_schema_name(name)))
+    };
+    let done = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some([DONE]));
+    let data = OneOfBuilder::new()
+        .item(json(T::name()))
+        .item(done)
+        .item(json(ErrorResponse::name()));
+    ObjectBuilder::new()
+        .property("data", data)
+        .required("data")
+        .description(Some(format!(
+            "One server-sent event: `data: {{{}}}` per chunk, then `data: [DONE]`; a \
+             generation that fails after it started ends with `data: {{ErrorResponse}}` \
+             instead.",
+            T::name()
+        )))
+        .into()
+}
+
+/// The schemas an event of `T` chunks refers to.
+pub fn event_schemas<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+    schemas.push((T::name().into(), T::schema()));
+    T::schemas(schemas);
+    schemas.push((ErrorResponse::name().into(), ErrorResponse::schema()));
+    <ErrorResponse as ToSchema>::schemas(schemas);
 }
 
 /// The data of the last event of a stream.

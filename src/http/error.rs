@@ -5,6 +5,7 @@
 use super::{json_response, Body};
 use crate::admission::AdmitError;
 use crate::batcher::BatchError;
+use crate::generate::GenError;
 use crate::metrics::RejectReason;
 use crate::pipeline::PipelineError;
 use crate::tokenize::TokenizeError;
@@ -40,15 +41,18 @@ pub enum ErrorCode {
     TooLarge,
     /// 422: a missing, mistyped or impossible field.
     InvalidValue,
+    /// 400: the prompt and `max_tokens` do not fit the generative model's context.
+    ContextLengthExceeded,
     /// 429: the queue is full.
     Overloaded,
-    /// 500: the batch this request was in failed.
+    /// 500: the batch (or generation step) this request was in failed.
     InternalError,
     /// 503: the model is still loading.
     Loading,
     /// 503: the server is shutting down.
     Draining,
-    /// 503: the deadline passed while the request was queued.
+    /// 503: the deadline passed while the request was queued (or waited for a
+    /// generation slot).
     DeadlineExceeded,
     /// 400 (reload): the TOML is malformed, has an unknown key, or an invalid value.
     InvalidConfig,
@@ -211,6 +215,16 @@ impl ApiError {
         )
     }
 
+    /// 429: a queue is full.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorType::RateLimitError,
+            ErrorCode::Overloaded,
+            message,
+        )
+    }
+
     /// 500: the server's own fault, never the client's.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
@@ -237,23 +251,27 @@ impl ApiError {
         }
     }
 
-    pub fn into_response(self) -> Response<Body> {
-        let body = ErrorResponse {
+    /// The JSON body: also what a stream that fails after it started sends as its last
+    /// event.
+    pub fn body(self) -> ErrorResponse {
+        ErrorResponse {
             error: ErrorBody {
                 message: self.message,
                 kind: self.kind,
                 param: self.param,
                 code: self.code,
             },
-        };
-        let mut response = json_response(self.status, &body);
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let (status, allow) = (self.status, self.allow.clone());
+        let mut response = json_response(status, &self.body());
         let headers = response.headers_mut();
-        if self.status == StatusCode::TOO_MANY_REQUESTS
-            || self.status == StatusCode::SERVICE_UNAVAILABLE
-        {
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if let Some(method) = self.allow {
+        if let Some(method) = allow {
             headers.insert(
                 ALLOW,
                 HeaderValue::from_str(method.as_str()).expect("a method"),
@@ -297,6 +315,25 @@ impl From<crate::reload::ReloadError> for ApiError {
     }
 }
 
+impl From<GenError> for ApiError {
+    fn from(e: GenError) -> Self {
+        let message = e.to_string();
+        match e {
+            GenError::Overloaded(_) => ApiError::overloaded(message),
+            GenError::Deadline => ApiError::unavailable(ErrorCode::DeadlineExceeded, message),
+            GenError::ShuttingDown => ApiError::unavailable(ErrorCode::Draining, message),
+            // The handler names the field (`messages` or `prompt`).
+            GenError::ContextTooLong { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorType::InvalidRequestError,
+                ErrorCode::ContextLengthExceeded,
+                message,
+            ),
+            GenError::Engine(_) => ApiError::internal(message),
+        }
+    }
+}
+
 impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
         match e {
@@ -306,12 +343,9 @@ impl From<PipelineError> for ApiError {
             PipelineError::Tokenize(t @ TokenizeError::Failed { index, .. }) => {
                 ApiError::invalid(&format!("input[{index}]"), t.to_string())
             }
-            PipelineError::Admission(AdmitError::Overloaded) => ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorType::RateLimitError,
-                ErrorCode::Overloaded,
-                "the server is at capacity; retry shortly",
-            ),
+            PipelineError::Admission(AdmitError::Overloaded) => {
+                ApiError::overloaded("the server is at capacity; retry shortly")
+            }
             PipelineError::Admission(AdmitError::Closed) | PipelineError::Lost => {
                 ApiError::unavailable(ErrorCode::Draining, "the server is shutting down")
             }

@@ -24,7 +24,8 @@ pub enum StatusValue {
     Ready,
 }
 
-/// The models this server serves: one.
+/// The models this server serves: the embedding model (which also answers chat by
+/// retrieval) and, when generation is enabled, the generative model.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
     pub object: ListObject,
@@ -96,21 +97,31 @@ pub fn info(state: &AppState) -> Result<Response<Body>, ApiError> {
     let services = state
         .services()
         .ok_or_else(|| ApiError::unavailable(ErrorCode::Loading, "the model is still loading"))?;
-    Ok(json_response(StatusCode::OK, &services.info))
+    let mut info = services.info.clone();
+    if let Some(g) = info.get_mut("generative") {
+        // Resident memory grows as the cache's pages are first written: read it now.
+        g["process_rss_bytes"] = crate::executor::resident_bytes().into();
+    }
+    Ok(json_response(StatusCode::OK, &info))
 }
 
-/// The served model, in OpenAI's list shape.
+/// The served models, in OpenAI's list shape.
 #[utoipa::path(get, path = "/v1/models", tag = "embeddings", operation_id = "listModels",
-    responses((status = 200, description = "The served model", body = ModelList)))]
+    responses((status = 200, description = "The served models", body = ModelList)))]
 pub fn models(state: &AppState) -> Response<Body> {
+    let model = |id: &str, owned_by: &str| Model {
+        id: id.into(),
+        object: ModelObject::Model,
+        created: 0,
+        owned_by: owned_by.into(),
+    };
+    let mut data = vec![model(&state.config().model.name, "sentence-transformers")];
+    if let Some(g) = state.services().and_then(|s| s.generator.clone()) {
+        data.push(model(g.model_name(), "HuggingFaceTB"));
+    }
     let list = ModelList {
         object: ListObject::List,
-        data: vec![Model {
-            id: state.config().model.name.clone(),
-            object: ModelObject::Model,
-            created: 0,
-            owned_by: "sentence-transformers".into(),
-        }],
+        data,
     };
     json_response(StatusCode::OK, &list)
 }
@@ -120,7 +131,7 @@ pub fn models(state: &AppState) -> Response<Body> {
     responses((status = 200, description = "Prometheus text exposition format 0.0.4",
         content_type = "text/plain", body = String)))]
 pub fn metrics(state: &AppState) -> Response<Body> {
-    let mut response = Response::new(Body::from(state.metrics.render()));
+    let mut response = Response::new(super::full(state.metrics.render()));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -3,33 +3,45 @@
 //! map to responses in [`error`]; the OpenAPI document is generated from the handlers' own
 //! types in [`openapi`].
 //!
+//! Generation: `chat` hands requests that name the generative model to `chat_generate`,
+//! `completions` serves `/v1/completions`; both check their sampling fields in
+//! `gen_params`, run the prompt through `generate`, and stream through `sse`, whose body
+//! owns the token stream. `response` is the one body type, whole or streamed.
+//!
 //! The request parsers are public (`parse_*`, [`deadline`], [`authorized`]) so that the
 //! fuzz targets in `fuzz/` drive exactly the code the server runs.
 
 mod admin;
 mod body;
 mod chat;
+mod chat_generate;
 mod chat_types;
+mod completions;
+mod completions_types;
 mod embeddings;
 pub mod error;
+mod gen_params;
+mod generate;
 mod input;
 mod live;
 mod meta;
 pub mod openapi;
+mod response;
+mod sse;
 
 pub use body::{check_content_type, parse_json};
 pub use chat::{parse_chat, ValidChat};
 pub use chat_types::ChatCompletionRequest;
+pub use completions_types::CompletionRequest;
 pub use embeddings::{parse_openai, parse_tei, EmbedRequest, EmbeddingsRequest, ValidEmbed};
 pub use input::{Input, InputLimits, Served};
+pub use response::{full, hold, is_streamed, Body};
 
 use crate::config::{Config, LimitsConfig};
 use crate::metrics::{Metrics, Outcome, RejectReason};
 use crate::pipeline::{Embeddings, Timings};
 use crate::state::AppState;
-use bytes::Bytes;
 use error::{ApiError, ErrorCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -39,9 +51,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
-
-/// Response bodies are built whole: even streamed chat answers are known at once.
-pub type Body = Full<Bytes>;
 
 /// Optional per-request deadline in milliseconds, capped by `limits.max_deadline_ms`.
 pub const DEADLINE_HEADER: &str = "x-deadline-ms";
@@ -63,6 +72,7 @@ enum Route {
     Embeddings,
     Embed,
     Chat,
+    Completions,
     Health,
     Ready,
     Info,
@@ -76,10 +86,11 @@ enum Route {
 }
 
 /// Every route the server answers: the router and the OpenAPI test both read this table.
-const ROUTES: [(&str, Route); 13] = [
+const ROUTES: [(&str, Route); 14] = [
     ("/v1/embeddings", Route::Embeddings),
     ("/embed", Route::Embed),
     ("/v1/chat/completions", Route::Chat),
+    ("/v1/completions", Route::Completions),
     ("/health", Route::Health),
     ("/ready", Route::Ready),
     ("/info", Route::Info),
@@ -115,6 +126,7 @@ impl Route {
             Route::Embeddings => "embeddings",
             Route::Embed => "embed",
             Route::Chat => "chat",
+            Route::Completions => "completions",
             Route::Health => "health",
             Route::Ready => "ready",
             Route::Info => "info",
@@ -130,13 +142,18 @@ impl Route {
 
     fn method(self) -> Method {
         match self {
-            Route::Embeddings | Route::Embed | Route::Chat | Route::Reload => Method::POST,
+            Route::Embeddings | Route::Embed | Route::Chat | Route::Completions | Route::Reload => {
+                Method::POST
+            }
             _ => Method::GET,
         }
     }
 
     fn is_inference(self) -> bool {
-        matches!(self, Route::Embeddings | Route::Embed | Route::Chat)
+        matches!(
+            self,
+            Route::Embeddings | Route::Embed | Route::Chat | Route::Completions
+        )
     }
 
     fn in_scope(self, scope: Scope) -> bool {
@@ -169,6 +186,10 @@ pub struct Ctx<'a> {
     /// The live configuration when the request arrived, kept to its end.
     pub config: Arc<Config>,
     deadline: Instant,
+    /// When the request arrived and the deadline its header asked for, if any: a
+    /// generation request's default is `generation.default_deadline_ms`, not the limits'.
+    started: Instant,
+    requested: Option<Duration>,
     timings: Option<Timings>,
 }
 
@@ -183,6 +204,14 @@ impl Ctx<'_> {
                 max_chars: limits.max_input_chars,
             },
         }
+    }
+
+    /// How long a generation request may wait for a slot.
+    pub fn generation_deadline(&self) -> Instant {
+        let wait = self
+            .requested
+            .unwrap_or(self.config.generation.default_deadline);
+        self.started + wait
     }
 
     /// Runs texts through the pipeline and keeps the timings for the response headers.
@@ -226,9 +255,8 @@ pub async fn handle(
         }
         e.into_response()
     });
-    let total = started.elapsed();
     if let Some(t) = timings {
-        timing_headers(&mut response, &t, total);
+        timing_headers(&mut response, &t, started.elapsed());
     }
     let status = response.status();
     state
@@ -236,12 +264,33 @@ pub async fn handle(
         .requests
         .with_label_values(&[route.label(), status.as_str()])
         .inc();
-    state
-        .metrics
-        .request_duration
-        .with_label_values(&[route.label(), Outcome::of_status(status.as_u16()).as_str()])
-        .observe(total.as_secs_f64());
-    Ok(response)
+    let duration = DurationRecord {
+        metrics: state.metrics.clone(),
+        route,
+        status,
+        started,
+    };
+    Ok(hold(response, duration))
+}
+
+/// Observes a request's duration when dropped: at once for a body built whole, at the end
+/// of a streamed one (or when its client leaves mid-stream), so a stream's duration is
+/// the time to its last token, not to its headers.
+struct DurationRecord {
+    metrics: Arc<Metrics>,
+    route: Route,
+    status: StatusCode,
+    started: Instant,
+}
+
+impl Drop for DurationRecord {
+    fn drop(&mut self) {
+        let outcome = Outcome::of_status(self.status.as_u16());
+        self.metrics
+            .request_duration
+            .with_label_values(&[self.route.label(), outcome.as_str()])
+            .observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 async fn route_request(
@@ -277,18 +326,22 @@ async fn route_request(
     if !authorized(req.headers(), &config.auth.api_keys) {
         return Err(ApiError::unauthorized());
     }
-    let deadline = started + deadline(req.headers(), &config.limits)?;
+    let requested = requested_deadline(req.headers(), &config.limits)?;
+    let deadline = started + requested.unwrap_or(config.limits.default_deadline);
     let body = body::read_json(req, config.limits.max_body_bytes).await?;
     let mut ctx = Ctx {
         state,
         config,
         deadline,
+        started,
+        requested,
         timings: None,
     };
     let response = match route {
         Route::Embeddings => embeddings::openai(&mut ctx, body).await,
         Route::Embed => embeddings::tei(&mut ctx, body).await,
         Route::Chat => chat::completions(&mut ctx, body).await,
+        Route::Completions => completions::create(&mut ctx, body).await,
         _ => unreachable!("meta routes returned above"),
     };
     *timings = ctx.timings;
@@ -297,8 +350,16 @@ async fn route_request(
 
 /// The request's deadline: the header's, capped, or the configured default.
 pub fn deadline(headers: &HeaderMap, limits: &LimitsConfig) -> Result<Duration, ApiError> {
+    Ok(requested_deadline(headers, limits)?.unwrap_or(limits.default_deadline))
+}
+
+/// The header's deadline, capped, if the request sent one.
+fn requested_deadline(
+    headers: &HeaderMap,
+    limits: &LimitsConfig,
+) -> Result<Option<Duration>, ApiError> {
     let Some(value) = headers.get(DEADLINE_HEADER) else {
-        return Ok(limits.default_deadline);
+        return Ok(None);
     };
     let ms = value
         .to_str()
@@ -309,7 +370,7 @@ pub fn deadline(headers: &HeaderMap, limits: &LimitsConfig) -> Result<Duration, 
                 "{DEADLINE_HEADER} must be a positive number of milliseconds"
             ))
         })?;
-    Ok(Duration::from_millis(ms).min(limits.max_deadline))
+    Ok(Some(Duration::from_millis(ms).min(limits.max_deadline)))
 }
 
 /// A positive decimal integer, saturating: any number of digits is a valid deadline,
@@ -360,7 +421,7 @@ fn timing_headers(response: &mut Response<Body>, t: &Timings, total: Duration) {
 pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     // The response types hold strings, numbers and lists only: serializing cannot fail.
     let bytes = serde_json::to_vec(value).expect("response types always serialize");
-    let mut response = Response::new(Body::from(bytes));
+    let mut response = Response::new(full(bytes));
     *response.status_mut() = status;
     response
         .headers_mut()

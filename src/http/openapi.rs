@@ -9,15 +9,15 @@
 use super::embeddings::{self, ListObject};
 use super::error::ErrorResponse;
 use super::input::{Input, InputLimits};
-use super::{admin, chat, live, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
+use super::{admin, chat, completions, live, meta, Route, Scope, DEADLINE_HEADER, ROUTES};
 use crate::config::Config;
 use hyper::Method;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ContentBuilder, Header, HeaderBuilder, OpenApi as Document, Ref, Required, Response,
-    ResponseBuilder,
+    Components, ContentBuilder, Header, HeaderBuilder, OpenApi as Document, Ref, RefOr, Required,
+    Response, ResponseBuilder,
 };
 use utoipa::OpenApi;
 
@@ -28,14 +28,16 @@ const BEARER: &str = "bearer";
 #[openapi(
     info(
         title = "concur",
-        description = "A CPU inference server for all-MiniLM-L6-v2 sentence embeddings and a \
-            retrieval chat bot, behind OpenAI-compatible and text-embeddings-inference APIs. \
-            Every error is JSON in OpenAI's shape (`ErrorResponse`)."
+        description = "A CPU inference server for all-MiniLM-L6-v2 sentence embeddings, a \
+            retrieval chat bot and (when `generation.enabled`) a small generative model, \
+            behind OpenAI-compatible and text-embeddings-inference APIs. Every error is JSON \
+            in OpenAI's shape (`ErrorResponse`)."
     ),
     paths(
         embeddings::openai,
         embeddings::tei,
         chat::completions,
+        completions::create,
         meta::models,
         meta::health,
         meta::ready,
@@ -49,7 +51,10 @@ const BEARER: &str = "bearer";
     components(schemas(ErrorResponse, ListObject)),
     tags(
         (name = "embeddings", description = "Sentence embeddings (OpenAI and TEI shapes)"),
-        (name = "chat", description = "The retrieval chat bot (OpenAI chat completions)"),
+        (name = "chat", description = "The retrieval chat bot, or the generative model \
+            (OpenAI chat completions)"),
+        (name = "completions", description = "The generative model continues a prompt \
+            (OpenAI legacy completions)"),
         (name = "operations", description = "Health, readiness, settings, metrics, this document")
     )
 )]
@@ -85,11 +90,29 @@ pub fn document(config: &Config, scope: Scope) -> Document {
     components
         .schemas
         .insert("Input".into(), Input::schema_with(Some(&limits)).into());
+    let cap = config.generation.max_tokens_cap;
+    for (schema, field) in [
+        ("ChatCompletionRequest", "max_tokens"),
+        ("ChatCompletionRequest", "max_completion_tokens"),
+        ("CompletionRequest", "max_tokens"),
+    ] {
+        set_maximum(components, schema, field, cap);
+    }
     components.add_security_scheme(
         BEARER,
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
     );
     doc
+}
+
+/// Publishes the configured `max_tokens` cap as the field's maximum.
+fn set_maximum(components: &mut Components, schema: &str, field: &str, maximum: usize) {
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+        return;
+    };
+    if let Some(RefOr::T(Schema::Object(property))) = object.properties.get_mut(field) {
+        property.maximum = Some(maximum.into());
+    }
 }
 
 /// `/live` serves what `/` serves: the same operation under a second path (and its own id,
@@ -121,8 +144,10 @@ fn inference_contract(op: &mut Operation, keys: bool) {
         .required(Required::False)
         .description(Some(
             "This request's deadline in milliseconds, capped by `limits.max_deadline_ms`; \
-             default `limits.default_deadline_ms`. A request still queued when it passes \
-             is answered 503 `deadline_exceeded`.",
+             default `limits.default_deadline_ms` (for the generative model \
+             `generation.default_deadline_ms`). A request still queued when it passes (for \
+             the generative model: still waiting for a slot) is answered 503 \
+             `deadline_exceeded`.",
         ))
         .schema(Some(
             ObjectBuilder::new()
@@ -171,7 +196,8 @@ const INFERENCE_ERRORS: [(u16, &str); 8] = [
     (
         400,
         "The body is not JSON, the content type is not `application/json`, or a bad \
-         `x-deadline-ms` (`bad_request`)",
+         `x-deadline-ms` (`bad_request`); the prompt and `max_tokens` do not fit the \
+         generative model's context (`context_length_exceeded`)",
     ),
     (
         401,
@@ -179,8 +205,8 @@ const INFERENCE_ERRORS: [(u16, &str); 8] = [
     ),
     (
         404,
-        "A `model` other than the served one (`model_not_found`), or chat is disabled \
-         (`not_found`)",
+        "A `model` this server does not serve, or does not serve on this route \
+         (`model_not_found`), or the route's model is disabled (`not_found`)",
     ),
     (
         413,
@@ -194,16 +220,18 @@ const INFERENCE_ERRORS: [(u16, &str); 8] = [
     ),
     (
         429,
-        "The queue is full (`overloaded`); retry after `Retry-After` seconds",
+        "The queue (or the generation queue) is full (`overloaded`); retry after \
+         `Retry-After` seconds",
     ),
     (
         500,
-        "The batch this request was in failed (`internal_error`); the server keeps serving",
+        "The batch or generation step this request was in failed (`internal_error`); the \
+         server keeps serving",
     ),
     (
         503,
-        "Loading, draining for shutdown, or the deadline passed while queued (`loading`, \
-         `draining`, `deadline_exceeded`)",
+        "Loading, draining for shutdown, or the deadline passed while queued or waiting \
+         for a generation slot (`loading`, `draining`, `deadline_exceeded`)",
     ),
 ];
 

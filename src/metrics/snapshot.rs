@@ -4,7 +4,7 @@
 //! turns two snapshots into per-second rates and quantiles, so the server keeps no state per
 //! viewer and any number of pages (or scripts) can poll without disturbing one another.
 
-use super::Metrics;
+use super::{GenerationSnapshot, Metrics};
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
 use serde::Serialize;
@@ -22,7 +22,9 @@ pub struct Snapshot {
     pub requests: RequestCounts,
     /// Inference requests turned away or dropped before inference, by reason.
     pub rejected: BTreeMap<String, u64>,
-    /// End-to-end time of answered inference requests (2xx), in seconds.
+    /// End-to-end time of answered requests (2xx) on the timed routes, in seconds: the
+    /// inference routes, but not generation's while the generative model is served (a
+    /// generated answer streams for seconds; `generation` times it by token).
     pub latency: HistogramSnapshot,
     /// Time inputs waited in the batch queue, in seconds.
     pub queue_wait: HistogramSnapshot,
@@ -40,6 +42,9 @@ pub struct Snapshot {
     pub core_busy_seconds: f64,
     pub batch_failures: u64,
     pub gauges: Gauges,
+    /// The generative model's figures; absent when it is not served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationSnapshot>,
 }
 
 /// Inference requests (the routes named by the caller) answered so far, by outcome.
@@ -80,7 +85,7 @@ pub struct HistogramSnapshot {
 
 impl HistogramSnapshot {
     /// Adds another histogram with the same bounds (two label sets of one histogram).
-    fn add(&mut self, other: &HistogramSnapshot) {
+    pub(super) fn add(&mut self, other: &HistogramSnapshot) {
         if self.le.is_empty() {
             *self = other.clone();
             return;
@@ -96,14 +101,15 @@ impl HistogramSnapshot {
 
 impl Metrics {
     /// The live page's feed. `inference_routes` are the `route` label values of the
-    /// inference routes (the HTTP layer owns those names); their requests are counted and
-    /// their successful durations make `latency`.
-    pub fn snapshot(&self, inference_routes: &[&str]) -> Snapshot {
-        let is_inference = |labels: &Labels| {
+    /// inference routes (the HTTP layer owns those names): their requests are counted.
+    /// The successful durations of `timed_routes` make `latency`.
+    pub fn snapshot(&self, inference_routes: &[&str], timed_routes: &[&str]) -> Snapshot {
+        let on = |routes: &[&str], labels: &Labels| {
             labels
                 .get("route")
-                .is_some_and(|r| inference_routes.contains(&r.as_str()))
+                .is_some_and(|r| routes.contains(&r.as_str()))
         };
+        let is_inference = |labels: &Labels| on(inference_routes, labels);
         let mut requests = RequestCounts::default();
         for (labels, n) in counters(&self.requests) {
             if !is_inference(&labels) {
@@ -122,7 +128,7 @@ impl Metrics {
         }
         let mut latency = HistogramSnapshot::default();
         for (labels, h) in histograms(&self.request_duration) {
-            if is_inference(&labels) && labels.get("outcome").is_some_and(|o| o == "success") {
+            if on(timed_routes, &labels) && labels.get("outcome").is_some_and(|o| o == "success") {
                 latency.add(&h);
             }
         }
@@ -147,6 +153,7 @@ impl Metrics {
                 core_budget: self.cores.budget.get(),
                 connections_open: self.connections.open.get(),
             },
+            generation: None,
         }
     }
 }
@@ -166,7 +173,7 @@ fn by_label(c: &impl Collector, name: &str) -> BTreeMap<String, u64> {
 }
 
 /// One child's labels, name to value.
-type Labels = BTreeMap<String, String>;
+pub(super) type Labels = BTreeMap<String, String>;
 
 fn labels(m: &prometheus::proto::Metric) -> Labels {
     m.get_label()
@@ -176,7 +183,7 @@ fn labels(m: &prometheus::proto::Metric) -> Labels {
 }
 
 /// Each child of a counter family with its labels and value.
-fn counters(c: &impl Collector) -> Vec<(Labels, f64)> {
+pub(super) fn counters(c: &impl Collector) -> Vec<(Labels, f64)> {
     c.collect()
         .iter()
         .flat_map(MetricFamily::get_metric)
@@ -185,7 +192,7 @@ fn counters(c: &impl Collector) -> Vec<(Labels, f64)> {
 }
 
 /// Each child of a histogram family with its labels and buckets.
-fn histograms(c: &impl Collector) -> Vec<(Labels, HistogramSnapshot)> {
+pub(super) fn histograms(c: &impl Collector) -> Vec<(Labels, HistogramSnapshot)> {
     c.collect()
         .iter()
         .flat_map(MetricFamily::get_metric)
@@ -235,7 +242,7 @@ mod tests {
         m.cores.batches.with_label_values(&["2"]).inc_by(3);
         m.queue_depth.set(5);
 
-        let s = m.snapshot(&["embeddings", "embed", "chat"]);
+        let s = m.snapshot(&["embeddings", "embed", "chat"], &["embeddings", "embed"]);
         let want = RequestCounts {
             ok: 2,
             rejected: 1,
@@ -243,21 +250,22 @@ mod tests {
             server_errors: 0,
         };
         assert_eq!(s.requests, want);
-        // Only the two answered inference requests; /metrics stays out.
-        assert_eq!(s.latency.count, 2);
-        assert!((s.latency.sum - 0.204).abs() < 1e-9, "{}", s.latency.sum);
+        // Only the answered requests of the timed routes; chat and /metrics stay out.
+        assert_eq!(s.latency.count, 1);
+        assert!((s.latency.sum - 0.004).abs() < 1e-9, "{}", s.latency.sum);
         let at = |h: &HistogramSnapshot, le: f64| {
             h.cumulative[h.le.iter().position(|&b| b == le).expect("bound")]
         };
+        assert_eq!(at(&s.latency, 0.003), 0);
         assert_eq!(at(&s.latency, 0.005), 1);
-        assert_eq!(at(&s.latency, 0.2), 2);
+        assert_eq!(at(&s.latency, 10.0), 1);
         assert_eq!(at(&s.batch_size, 8.0), 1);
         assert_eq!(at(&s.batch_size, 6.0), 0);
         assert_eq!(s.rejected["overloaded"], 1);
         assert_eq!(s.rejected["deadline"], 0, "every reason from the start");
         assert_eq!(s.batches_by_width["2"], 3);
         assert_eq!(s.gauges.queue_depth, 5);
-        assert!(m.snapshot(&[]).clock_seconds >= s.clock_seconds);
+        assert!(m.snapshot(&[], &[]).clock_seconds >= s.clock_seconds);
     }
 
     #[test]
@@ -266,7 +274,7 @@ mod tests {
         for lag in [0.00002, 0.0004, 0.003, 0.03, 20.0] {
             m.event_loop_lag.observe(lag);
         }
-        let h = m.snapshot(&[]).event_loop_lag;
+        let h = m.snapshot(&[], &[]).event_loop_lag;
         assert_eq!(h.le.len(), h.cumulative.len());
         assert!(h.le.windows(2).all(|w| w[0] < w[1]));
         assert!(h.cumulative.windows(2).all(|w| w[0] <= w[1]));

@@ -3,8 +3,11 @@
 // that /info and the page's configuration panel follow, and a mark on the charts for it.
 // Run by tests/live_page.rs against the real server under load:
 //   node tests/browser/live_page.mjs --url http://127.0.0.1:PORT/ --out DIR [--switch rayon] [--key K]
+//     [--scheduler static]
 // With --key (the server has API keys), the switch is tried first without the key and must
-// be refused, then with the key typed into the page's field.
+// be refused, then with the key typed into the page's field. With --scheduler (the server
+// serves the generative model), the page's own streaming chat load runs, the generation
+// charts must get points from it, and the scheduler button is clicked while it runs.
 // Prints one JSON line of findings on success; exits 1 with the reason otherwise.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,11 +18,82 @@ import { parseArgs } from "node:util";
 const { values: args } = parseArgs({
   options: {
     url: { type: "string" }, out: { type: "string" }, switch: { type: "string" }, key: { type: "string" },
+    scheduler: { type: "string" },
   },
 });
 const origin = new URL(args.url).origin;
 const profile = mkdtempSync(join(tmpdir(), "concur-chromium-"));
 const fail = (why) => { throw new Error(why); };
+
+// The page's arithmetic on snapshots made up here, where the answers are known: quantiles
+// interpolated inside a bucket as Prometheus' histogram_quantile does, the generation row's
+// figures, and the split of a server-sent event stream.
+async function checkArithmetic(page) {
+  const got = await page.evaluate(() => {
+    const live = window.concurLive, q = live.quantile;
+    const d = { count: 4, sum: 0, le: [1, 2, 4], cumulative: [1, 2, 4] };
+    const quantiles = [q(0.5, d), q(0.99, d), q(0.25, d), q(0.5, { ...d, count: 0 }),
+      q(0.99, { count: 10, sum: 0, le: [1, 2], cumulative: [5, 5] })];
+    const h = (count, cumulative) => ({ count, sum: 0, le: [0.01, 0.02, 0.05], cumulative });
+    const empty = { count: 0, sum: 0, le: [], cumulative: [] };
+    const snap = (clock, generation) => ({
+      clock_seconds: clock, requests: { ok: 0, rejected: 0, client_errors: 0, server_errors: 0 },
+      latency: empty, queue_wait: empty, event_loop_lag: empty, padding_ratio: empty, batch_size: empty,
+      batches_by_width: {}, gauges: { queue_depth: 0, busy_workers: 0, cores_busy: 0 }, generation,
+    });
+    const gen = (tokens, ttft, itl, active) => ({
+      scheduler: "continuous", slots: 16, generated_tokens: tokens, prompt_tokens: tokens / 2,
+      ttft, itl, queue_wait: empty, active_sequences: active, slots_in_use: active, waiting_requests: 1,
+    });
+    const a = snap(10, gen(100, h(2, [0, 1, 2]), h(10, [5, 10, 10]), 0));
+    const b = snap(12, gen(300, h(6, [0, 1, 6]), h(20, [15, 20, 20]), 3));
+    const f = live.figures(a, b), none = live.figures(snap(10), b);
+    const round = (v) => (v === null ? null : Math.round(v * 1000) / 1000);
+    const generation = ["tokens", "ttft", "itl", "sequences"].map((k) => f[k].map(round));
+    const absent = ["tokens", "ttft", "itl", "sequences"].flatMap((k) => none[k]);
+    return { quantiles, generation, absent, sse: live.sseData('data: {"a":1}\n\ndata: [DONE]\n\ndata: {"b"') };
+  });
+  const want = {
+    quantiles: [2, 3.96, 1, null, 2],
+    // 200 tokens in 2 s; TTFT's 4 new in (0.02, 0.05]; ITL's 10 new at or below 0.01.
+    generation: [[100, 50], [49.7, 35], [9.9, 5], [3, 3, 1]],
+    absent: Array(9).fill(null),
+    sse: { data: ['{"a":1}', "[DONE]"], rest: 'data: {"b"' },
+  };
+  if (JSON.stringify(got) !== JSON.stringify(want)) fail(`arithmetic: ${JSON.stringify(got)}`);
+}
+
+// The page's streaming chat load, a scheduler switch while it runs, and the generation
+// row's charts fed by it. Returns what it saw.
+async function generationUnderLoad(page, to) {
+  const seen = { scheduler_before: await page.textContent("#cfg-scheduler") };
+  await page.selectOption("#load-form select[name=kind]", "chat");
+  await page.fill("#load-form input[name=max_tokens]", "32");
+  await page.fill("#load-form input[name=requests]", "12");
+  await page.fill("#load-form input[name=concurrency]", "4");
+  await page.click("#load-run");
+  await page.waitForFunction(() => {
+    const v = window.concurLive.values;
+    return v.tokens[0].some((x) => x > 0) && v.ttft[0].some((x) => x > 0) && v.itl[0].some((x) => x > 0)
+      && v.sequences[0].some((x) => x > 0) && v.sequences[1].some((x) => x > 0);
+  }, null, { timeout: 120_000 }).catch(() => fail("the generation charts got no points from the streaming load in 120 s"));
+  await page.click(`button.scheduler[data-scheduler="${to}"]`);
+  await page.waitForSelector("#reload-result.ok, #reload-result.bad", { timeout: 60_000 });
+  seen.scheduler_reload = await page.textContent("#reload-result");
+  if (await page.$("#reload-result.bad")) fail(`the scheduler switch was refused: ${seen.scheduler_reload}`);
+  await page.waitForFunction((s) => document.querySelector("#cfg-scheduler")?.textContent === s,
+    to, { timeout: 10_000 }).catch(() => fail(`the config panel did not show scheduler ${to}`));
+  const info = await (await fetch(new URL("/info", origin))).json();
+  if (info.generative?.scheduler !== to) fail(`/info says scheduler ${info.generative?.scheduler} after switching to ${to}`);
+  seen.scheduler_after = info.generative.scheduler;
+  await page.waitForFunction(() => /^12\/12 done/.test(document.querySelector("#load-progress").textContent),
+    null, { timeout: 240_000 }).catch(() => fail("the streaming chat load did not finish 12 chats in 240 s"));
+  seen.chat_load = await page.textContent("#load-progress");
+  if (!seen.chat_load.includes(" 0 failed")) fail(`the streaming chat load failed: ${seen.chat_load}`);
+  seen.generation_points = await page.evaluate(() => Object.fromEntries(["tokens", "ttft", "itl", "sequences"]
+    .map((id) => [id, window.concurLive.values[id][0].filter((v) => v !== null).length])));
+  return seen;
+}
 
 const context = await chromium.launchPersistentContext(profile, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -37,14 +111,7 @@ try {
   page.on("pageerror", (e) => findings.errors.push(String(e)));
 
   await page.goto(args.url);
-  // The page's quantile interpolates inside a bucket as Prometheus' histogram_quantile does.
-  const quantiles = await page.evaluate(() => {
-    const d = { count: 4, sum: 0, le: [1, 2, 4], cumulative: [1, 2, 4] };
-    const q = window.concurLive.quantile;
-    return [q(0.5, d), q(0.99, d), q(0.25, d), q(0.5, { ...d, count: 0 }),
-      q(0.99, { count: 10, sum: 0, le: [1, 2], cumulative: [5, 5] })];
-  });
-  if (JSON.stringify(quantiles) !== JSON.stringify([2, 3.96, 1, null, 2])) fail(`quantiles: ${quantiles}`);
+  await checkArithmetic(page);
   // Charts received data: points in every uPlot object, answered requests among them.
   await page.waitForFunction(() => {
     const live = window.concurLive;
@@ -70,6 +137,7 @@ try {
     null, { timeout: 60_000 }).catch(() => fail("the built-in load did not finish 24 requests in 60 s"));
   findings.page_load = await page.textContent("#load-progress");
   if (!findings.page_load.includes(" 0 failed")) fail(`the built-in load failed: ${findings.page_load}`);
+  if (args.scheduler) Object.assign(findings, await generationUnderLoad(page, args.scheduler));
   if (args.key) await page.fill("#api-key", "");
 
   if (args.switch) {

@@ -22,6 +22,12 @@ pub fn root() -> PathBuf {
 
 /// Config with absolute paths, so tests work from any directory, plus `extra` TOML.
 pub fn config(extra: &str) -> Config {
+    let text = config_text(extra);
+    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+/// The TOML [`config`] parses: also a reload's source (`ConfigSource::text`).
+pub fn config_text(extra: &str) -> String {
     let root = root();
     let model_dir = root.join("models/all-MiniLM-L6-v2");
     assert!(
@@ -35,8 +41,26 @@ pub fn config(extra: &str) -> Config {
         root.join("lib/libonnxruntime.so"),
         root.join("config/knowledge_base.toml"),
     );
-    let text = merge(&base, extra);
-    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+    merge(&base, extra)
+}
+
+/// The generative model's name in the API.
+pub const GEN_MODEL: &str = "SmolLM2-135M-Instruct";
+
+/// A `[generation]` section that turns generation on with the exported model and little
+/// memory (2 slots of 512 tokens, at most 64 new tokens); `keys` (TOML) add or override.
+pub fn generation(keys: &str) -> String {
+    let dir = root().join("models").join(GEN_MODEL);
+    assert!(
+        dir.join("model.onnx").is_file(),
+        "{} is missing: run `make setup` first",
+        dir.display()
+    );
+    let base = format!(
+        "[generation]\nenabled = true\ndir = {dir:?}\nslots = 2\nmax_context = 512\n\
+         max_tokens_cap = 64\ndefault_max_tokens = 16\n"
+    );
+    merge(&base, &format!("[generation]\n{keys}"))
 }
 
 /// Merges two TOML documents (tables of `extra` win key by key).

@@ -6,8 +6,13 @@
 //! with many users and idle single-request latency, stop it. Then the same
 //! light-load view for each peer (an external server, e.g. the Python one
 //! in `../shared/peers/`), and write the report.
+//!
+//! Inside, too, imports only go down: this file runs the sweep with
+//! `steps` (measuring) and `report` (writing), and both of those read the
+//! data types of `results` and `options`, which import no sibling above them.
 
 mod options;
+pub mod report;
 mod results;
 mod steps;
 
@@ -24,12 +29,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::corpus;
 use crate::machine::Machine;
 use crate::peer::{Peer, PeerSpec};
 use crate::run::Load;
 use crate::search::RateSearch;
 use crate::server::{self, Server};
-use crate::{corpus, report};
 use steps::Ctx;
 
 /// Runs the whole sweep and writes the report into `opts.out_dir`.

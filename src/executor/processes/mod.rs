@@ -4,11 +4,11 @@
 //! has no GIL to escape: what it costs is a model copy per child and a socket round trip
 //! per batch; what it buys is crash isolation. A segfault, abort or OOM kill inside ONNX
 //! Runtime takes down one child, whose batch is retried once on another, and the child is
-//! respawned ([`slot`]).
+//! respawned (`slot`).
 //!
-//! - [`spawn`]: starting a child (socketpair, `PR_SET_PDEATHSIG`, setup, hello).
-//! - [`slot`]: one supervisor thread per child: feeds it, notices its death, respawns it.
-//! - [`child`]: the child's own main loop.
+//! - `spawn`: starting a child (socketpair, `PR_SET_PDEATHSIG`, setup, hello).
+//! - `slot`: one supervisor thread per child: feeds it, notices its death, respawns it.
+//! - `child`: the child's own main loop.
 
 mod child;
 /// The wire format; public for `examples/ipc.rs`, which measures its cost alone.
