@@ -35,13 +35,20 @@ pub struct SweepArgs {
     /// for every preset and peer; "" skips them.
     #[arg(long, default_value = "1,4,16,64", value_parser = parse_users)]
     users: UserCounts,
-    /// Warm-up seconds of each light-load step and of the ceiling step.
+    /// Warm-up seconds of each light-load step and of each ceiling step.
     #[arg(long, default_value_t = 2.0)]
     users_warmup: f64,
-    /// One open-loop step per preset and peer at this fraction of the first
-    /// preset's `concur bench` (e.g. 0.8); needs --bench-seconds > 0.
-    #[arg(long)]
-    open_fraction_of_ceiling: Option<f64>,
+    /// Open-loop steps (--arrival, Poisson by default) for every preset and
+    /// peer, one at each of these fractions of the first preset's `concur
+    /// bench`; "" skips them. Needs --bench-seconds > 0. The older
+    /// --open-fraction-of-ceiling X still works (one step at X).
+    #[arg(
+        long,
+        alias = "open-fraction-of-ceiling",
+        default_value = "0.5,0.65,0.8",
+        value_parser = parse_fractions
+    )]
+    open_fractions_of_ceiling: Fractions,
     /// An external server measured with the light-load and ceiling steps:
     /// NAME=COMMAND, run with `sh -c`, `{port}` replaced by a free port,
     /// ready when GET /health answers 200. Repeatable.
@@ -96,6 +103,24 @@ fn parse_users(s: &str) -> Result<UserCounts> {
     Ok(UserCounts(counts))
 }
 
+/// The parsed `--open-fractions-of-ceiling` list (a newtype, so clap takes
+/// it as one value).
+#[derive(Clone, Debug)]
+struct Fractions(Vec<f64>);
+
+fn parse_fractions(s: &str) -> Result<Fractions> {
+    let fractions = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.parse::<f64>() {
+            Ok(f) if f > 0.0 && f.is_finite() => Ok(f),
+            _ => bail!("fraction {p:?}: expected a positive number"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Fractions(fractions))
+}
+
 fn default_concur() -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
     Ok(exe.with_file_name("concur"))
@@ -131,7 +156,7 @@ pub async fn run(a: SweepArgs) -> Result<()> {
     o.bench_seconds = a.bench_seconds;
     o.users = a.users.0.clone();
     o.users_warmup = secs(a.users_warmup)?;
-    o.open_fraction_of_ceiling = a.open_fraction_of_ceiling;
+    o.open_fractions_of_ceiling = a.open_fractions_of_ceiling.0.clone();
     o.peers = a.peers.clone();
     o.peer_ready_timeout = secs(a.peer_ready_seconds)?;
     o.invocation = std::env::args().collect();
@@ -171,6 +196,41 @@ pub async fn run(a: SweepArgs) -> Result<()> {
     if let Some(table) = loadtest::sweep::report::light_load_section(&report) {
         println!("\n{table}");
     }
+    if let Some(table) = loadtest::sweep::report::open_loop_section(&report) {
+        println!("\n{table}");
+    }
     println!("report: {}", a.out.join("report.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::{Cli, Command};
+
+    fn open_fractions(args: &[&str]) -> Vec<f64> {
+        let argv = ["loadtest", "sweep", "c.toml", "--out", "o"];
+        let cli = Cli::try_parse_from(argv.iter().chain(args)).expect("parses");
+        match cli.command {
+            Command::Sweep(a) => a.open_fractions_of_ceiling.0,
+            _ => unreachable!("a sweep"),
+        }
+    }
+
+    #[test]
+    fn open_fractions_default_to_the_targets_and_the_old_flag_still_works() {
+        assert_eq!(open_fractions(&[]), [0.5, 0.65, 0.8]);
+        let list = ["--open-fractions-of-ceiling", "0.3, 0.9"];
+        assert_eq!(open_fractions(&list), [0.3, 0.9]);
+        assert_eq!(
+            open_fractions(&["--open-fraction-of-ceiling", "0.8"]),
+            [0.8]
+        );
+        assert!(open_fractions(&["--open-fractions-of-ceiling", ""]).is_empty());
+        let bad = ["loadtest", "sweep", "c.toml", "--out", "o"]
+            .into_iter()
+            .chain(["--open-fractions-of-ceiling", "0.5,-1"]);
+        assert!(Cli::try_parse_from(bad).is_err());
+    }
 }

@@ -4,6 +4,7 @@
 
 mod ipc;
 mod light;
+mod open;
 
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use crate::svg::{self, Chart, Series};
 use crate::sweep::results::{PeerResult, PresetResult, Step, SweepReport};
 
 pub use light::section as light_load_section;
+pub use open::section as open_loop_section;
 
 /// Writes every report file into `dir` and returns their paths.
 pub fn write(report: &SweepReport, dir: &Path) -> Result<Vec<PathBuf>> {
@@ -354,6 +356,9 @@ pub fn markdown(r: &SweepReport) -> String {
     if let Some(section) = light::section(r) {
         let _ = writeln!(o, "\n{section}");
     }
+    if let Some(section) = open::section(r) {
+        let _ = writeln!(o, "\n{section}");
+    }
     if let Some(section) = ipc::section(r) {
         let _ = writeln!(o, "\n{section}");
     }
@@ -466,7 +471,7 @@ mod tests {
             options,
             presets: vec![preset],
             peers: Vec::new(),
-            ceiling_rate: None,
+            ceiling_rates: Vec::new(),
             engine_ceiling_sps: Some(200.0),
             best_preset: Some("workers".into()),
             files: Vec::new(),
