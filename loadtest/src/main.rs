@@ -3,6 +3,7 @@
 //! for the generation sweep's report. All logic lives in the library.
 
 mod stream_cmd;
+mod sweep_cmd;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,10 +12,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use loadtest::client::{Endpoint, Mix};
-use loadtest::peer::PeerSpec;
 use loadtest::run::{Load, RunOptions};
 use loadtest::schedule::Arrival;
-use loadtest::sweep::SweepOptions;
 use loadtest::switch::{Switch, SwitchPlan};
 
 #[derive(Parser)]
@@ -32,7 +31,7 @@ enum Command {
     /// OpenAI-compatible server: TTFT, inter-token latency, tokens/s.
     Stream(stream_cmd::StreamArgs),
     /// Start the server once per config preset, find its sustainable rate, write a report.
-    Sweep(SweepArgs),
+    Sweep(sweep_cmd::SweepArgs),
     /// Write the report of a generation sweep (scripts/generation-sweep.sh):
     /// DIR/README.md and SVG charts from the `stream --json` files in DIR.
     GenReport(GenReportArgs),
@@ -138,91 +137,6 @@ struct RunArgs {
     common: Common,
 }
 
-#[derive(Args)]
-struct SweepArgs {
-    /// Config presets, e.g. config/inline.toml config/rayon.toml.
-    #[arg(required = true)]
-    configs: Vec<PathBuf>,
-    /// Output directory for report.md, charts, results.json and server logs.
-    #[arg(long)]
-    out: PathBuf,
-    /// The concur binary (default: next to this executable).
-    #[arg(long)]
-    concur: Option<PathBuf>,
-    /// Measured seconds per step.
-    #[arg(long, default_value_t = 10.0)]
-    step_seconds: f64,
-    /// Warm-up seconds of the closed-loop probe that opens each preset.
-    #[arg(long, default_value_t = 5.0)]
-    warmup: f64,
-    /// Most search steps per preset; 0 skips the probe, the search and the fractions.
-    #[arg(long, default_value_t = 8)]
-    max_steps: usize,
-    /// Light load: user counts of the closed-loop steps (no think time) run
-    /// for every preset and peer; "" skips them.
-    #[arg(long, default_value = "1,4,16,64", value_parser = parse_users)]
-    users: UserCounts,
-    /// Warm-up seconds of each light-load step and of the ceiling step.
-    #[arg(long, default_value_t = 2.0)]
-    users_warmup: f64,
-    /// One open-loop step per preset and peer at this fraction of the first
-    /// preset's `concur bench` (e.g. 0.8); needs --bench-seconds > 0.
-    #[arg(long)]
-    open_fraction_of_ceiling: Option<f64>,
-    /// An external server measured with the light-load and ceiling steps:
-    /// NAME=COMMAND, run with `sh -c`, `{port}` replaced by a free port,
-    /// ready when GET /health answers 200. Repeatable.
-    #[arg(long = "peer")]
-    peers: Vec<PeerSpec>,
-    /// Seconds a peer may take to answer GET /health.
-    #[arg(long, default_value_t = 120.0)]
-    peer_ready_seconds: f64,
-    /// Latency target: client p99 in ms.
-    #[arg(long, default_value_t = 100.0)]
-    slo_p99_ms: f64,
-    /// Largest fraction of late or unsent sends a passing step may have.
-    #[arg(long, default_value_t = 0.01)]
-    max_late_fraction: f64,
-    /// Fractions of the found rate to measure.
-    #[arg(long, value_delimiter = ',', default_values_t = [0.25, 0.5, 0.75, 0.9])]
-    fractions: Vec<f64>,
-    /// Users of the closed-loop probe.
-    #[arg(long, default_value_t = 8)]
-    probe_users: usize,
-    /// Users of the closed-loop saturation step after the fractions (zero
-    /// think time, no latency target); 0 skips it.
-    #[arg(long, default_value_t = 256)]
-    saturation_users: usize,
-    /// Seconds of `concur bench` per preset (0 skips the engine ceiling).
-    #[arg(long, default_value_t = 10)]
-    bench_seconds: u64,
-    /// Idle single-request run: at most this many requests.
-    #[arg(long, default_value_t = 1000)]
-    idle_requests: u64,
-    /// Idle single-request run: at most this many seconds.
-    #[arg(long, default_value_t = 60.0)]
-    idle_seconds: f64,
-    #[command(flatten)]
-    common: Common,
-}
-
-/// The parsed `--users` list (a newtype, so clap takes it as one value).
-#[derive(Clone, Debug)]
-struct UserCounts(Vec<usize>);
-
-fn parse_users(s: &str) -> Result<UserCounts> {
-    let counts = s
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => bail!("user count {p:?}: expected a positive integer"),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(UserCounts(counts))
-}
-
 fn secs(s: f64) -> Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("invalid duration {s}"))
 }
@@ -307,84 +221,6 @@ async fn interrupted() -> &'static str {
     }
 }
 
-fn default_concur() -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    Ok(exe.with_file_name("concur"))
-}
-
-async fn sweep_cmd(a: SweepArgs) -> Result<()> {
-    let c = &a.common;
-    let concur = match a.concur.clone() {
-        Some(p) => p,
-        None => default_concur()?,
-    };
-    if !concur.exists() {
-        bail!(
-            "{} not found; build it (cargo build --release) or pass --concur",
-            concur.display()
-        );
-    }
-    let mut o = SweepOptions::new(concur, a.configs.clone(), a.out.clone(), c.corpus.clone());
-    o.mix = c.mix()?;
-    o.arrival = c.arrival;
-    o.step = secs(a.step_seconds)?;
-    o.warmup = secs(a.warmup)?;
-    o.max_steps = a.max_steps;
-    o.slo_p99 = secs(a.slo_p99_ms / 1000.0)?;
-    o.max_late_fraction = a.max_late_fraction;
-    o.late_threshold = secs(c.late_ms / 1000.0)?;
-    o.request_timeout = secs(c.timeout)?;
-    o.max_inflight = c.max_inflight;
-    o.fractions = a.fractions.clone();
-    o.probe_users = a.probe_users;
-    o.saturation_users = a.saturation_users;
-    o.bench_seconds = a.bench_seconds;
-    o.users = a.users.0.clone();
-    o.users_warmup = secs(a.users_warmup)?;
-    o.open_fraction_of_ceiling = a.open_fraction_of_ceiling;
-    o.peers = a.peers.clone();
-    o.peer_ready_timeout = secs(a.peer_ready_seconds)?;
-    o.invocation = std::env::args().collect();
-    o.idle_max_requests = a.idle_requests;
-    o.idle_max = secs(a.idle_seconds)?;
-    o.seed = c.seed;
-    o.progress = !c.no_progress;
-    // Peers run in process groups of their own, so a Ctrl-C at the terminal
-    // does not reach them: on SIGINT or SIGTERM the sweep is dropped
-    // instead, and dropping a running peer or server kills it.
-    let report = tokio::select! {
-        report = loadtest::sweep::run(&o) => report?,
-        signal = interrupted() => bail!("{signal}: sweep stopped, its servers and peers killed"),
-    };
-    for p in &report.presets {
-        let saturated = p.saturated_throughput.map_or_else(String::new, |t| {
-            format!("; saturated {t:.1} req/s with {} users", o.saturation_users)
-        });
-        match (&p.error, p.max_rate) {
-            (Some(e), _) => eprintln!("{}: error: {e}", p.name),
-            (None, Some(r)) => println!("{}: max {r:.1} req/s{saturated}", p.name),
-            (None, None) if o.max_steps == 0 => println!("{}: search skipped{saturated}", p.name),
-            (None, None) => println!("{}: no rate met the target{saturated}", p.name),
-        }
-    }
-    for p in &report.peers {
-        match (&p.error, &p.stopped_by) {
-            (Some(e), _) => eprintln!("{} (peer): error: {e}", p.name),
-            (None, stop) => println!(
-                "{} (peer): {} steps, stopped by {}",
-                p.name,
-                p.steps.len(),
-                stop.as_deref().unwrap_or("–")
-            ),
-        }
-    }
-    if let Some(table) = loadtest::sweep::report::light_load_section(&report) {
-        println!("\n{table}");
-    }
-    println!("report: {}", a.out.join("report.md").display());
-    Ok(())
-}
-
 fn gen_report_cmd(a: GenReportArgs) -> Result<()> {
     let written = loadtest::genreport::write(&a.dir)?;
     for (run, error) in &written.unreadable {
@@ -408,7 +244,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Run(a) => run_cmd(a).await,
             Command::Stream(a) => stream_cmd::run(a).await,
-            Command::Sweep(a) => sweep_cmd(a).await,
+            Command::Sweep(a) => sweep_cmd::run(a).await,
             Command::GenReport(a) => gen_report_cmd(a),
         }
     })

@@ -143,7 +143,7 @@ fn full_sweep(dir: &Path) {
         ["fraction", "fraction", "users", "saturation", "idle"],
         "light load, then saturation, after the fractions, before idle: {kinds:?}"
     );
-    assert_eq!(report.ceiling_rate, None, "not asked for");
+    assert!(report.ceiling_rates.is_empty(), "not asked for");
     let sat = fast.steps_of("saturation").next().unwrap();
     assert_eq!(sat.client.users, Some(32));
     assert_eq!(sat.client.target_rate, None, "closed loop");
@@ -208,15 +208,15 @@ fn full_sweep(dir: &Path) {
     assert_eq!(json["options"]["saturation_users"], 32);
 }
 
-/// `max_steps = 0`: a preset gets its bench, the light load, the ceiling
-/// step, saturation and idle, nothing else; peers get the light load and
-/// the ceiling step. One peer works (its background child must go with it),
-/// one exits at once.
+/// `max_steps = 0`: a preset gets its bench, the light load, a ceiling
+/// step per open fraction, saturation and idle, nothing else; peers get the
+/// light load and the ceiling steps. One peer works (its background child
+/// must go with it), one exits at once.
 fn light_sweep_with_peers(dir: &Path) {
     let mut o = options(dir, &["fast"]);
     o.max_steps = 0;
     o.users = vec![1, 4];
-    o.open_fraction_of_ceiling = Some(0.5);
+    o.open_fractions_of_ceiling = vec![0.25, 0.5];
     o.saturation_users = 8;
     o.step = Duration::from_millis(500);
     o.peers = vec![
@@ -235,17 +235,19 @@ fn light_sweep_with_peers(dir: &Path) {
     let kinds: Vec<&str> = fast.steps.iter().map(|s| s.kind.as_str()).collect();
     assert_eq!(
         kinds,
-        ["users", "users", "ceiling", "saturation", "idle"],
+        ["users", "users", "ceiling", "ceiling", "saturation", "idle"],
         "no probe, search or fractions"
     );
     assert_eq!(fast.max_rate, None);
-    let c = report
-        .ceiling_rate
-        .as_ref()
-        .expect("ceiling from the bench");
+    let rates: Vec<_> = report
+        .ceiling_rates
+        .iter()
+        .map(|c| (c.preset.as_str(), c.bench_sps, c.fraction, c.rate))
+        .collect();
     assert_eq!(
-        (c.preset.as_str(), c.bench_sps, c.rate),
-        ("fast", 400.0, 200.0)
+        rates,
+        [("fast", 400.0, 0.25, 100.0), ("fast", 400.0, 0.5, 200.0)],
+        "one rate per fraction, from the first preset's bench"
     );
     let users: Vec<Option<usize>> = fast.steps_of("users").map(|s| s.client.users).collect();
     assert_eq!(users, [Some(1), Some(4)]);
@@ -255,23 +257,30 @@ fn light_sweep_with_peers(dir: &Path) {
         assert_eq!(s.client.target_rate, None, "closed loop");
         assert!(s.server.is_some(), "metrics scraped around light load");
     }
-    let ceiling = fast.steps_of("ceiling").next().unwrap();
-    assert_eq!(ceiling.client.target_rate, Some(200.0));
-    assert_eq!(ceiling.fraction, Some(0.5));
-    assert!(ceiling.client.totals.successes > 0);
+    let ceilings: Vec<_> = fast.steps_of("ceiling").collect();
+    let asked: Vec<_> = ceilings
+        .iter()
+        .map(|s| (s.fraction, s.client.target_rate))
+        .collect();
+    assert_eq!(asked, [(Some(0.25), Some(100.0)), (Some(0.5), Some(200.0))]);
+    assert!(ceilings.iter().all(|s| s.client.totals.successes > 0));
 
     let good = &report.peers[0];
     assert!(good.error.is_none(), "{:?}", good.error);
     assert_eq!(good.stopped_by.as_deref(), Some("SIGTERM"));
     assert_eq!(good.health.as_ref().unwrap()["mode"], "fake");
     let kinds: Vec<&str> = good.steps.iter().map(|s| s.kind.as_str()).collect();
-    assert_eq!(kinds, ["users", "users", "ceiling"]);
+    assert_eq!(kinds, ["users", "users", "ceiling", "ceiling"]);
     for s in &good.steps {
         assert!(s.client.totals.successes > 0, "{}", s.kind);
         assert_eq!(s.client.totals.error_count(), 0, "{}", s.kind);
         assert!(s.server.is_none(), "a peer has no /metrics");
     }
-    assert_eq!(good.steps[2].client.target_rate, Some(200.0), "same rate");
+    let rates: Vec<_> = good.steps[2..]
+        .iter()
+        .map(|s| s.client.target_rate)
+        .collect();
+    assert_eq!(rates, [Some(100.0), Some(200.0)], "the presets' rates");
     let log = std::fs::read_to_string(&good.log).unwrap();
     assert!(!log.contains("unexpected"), "no /metrics, no /info: {log}");
     assert_gone(
@@ -287,28 +296,7 @@ fn light_sweep_with_peers(dir: &Path) {
     assert!(broken.steps.is_empty());
 
     let md = std::fs::read_to_string(dir.join("out/report.md")).unwrap();
-    assert!(md.contains("## Light load (closed loop)"), "{md}");
-    assert!(
-        md.contains(
-            "| server | 1 user | 4 users | open loop 200.0 req/s (0.5 × ceiling) | notes |"
-        ),
-        "{md}"
-    );
-    let light = md.split("## Light load (closed loop)").nth(1).unwrap();
-    for name in ["fast", "good (peer)"] {
-        let row = light
-            .lines()
-            .find(|l| l.starts_with(&format!("| {name} | ")))
-            .unwrap_or_else(|| panic!("no {name} row: {md}"));
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        assert!(cells[2].contains(" req/s, p99 "), "{row}");
-        assert!(cells[3].contains(" req/s, p99 "), "{row}");
-        assert!(cells[4].starts_with("p99 "), "{row}");
-    }
-    assert!(
-        md.contains("| broken (peer) | – | – | – | failed: see its section |"),
-        "{md}"
-    );
+    light_and_open_tables(&md);
     assert!(
         md.contains("## good (peer)") && md.contains("stopped by SIGTERM"),
         "{md}"
@@ -317,9 +305,61 @@ fn light_sweep_with_peers(dir: &Path) {
         serde_json::from_str(&std::fs::read_to_string(dir.join("out/results.json")).unwrap())
             .unwrap();
     assert_eq!(json["peers"][0]["name"], "good");
-    assert_eq!(json["peers"][0]["steps"].as_array().unwrap().len(), 3);
-    assert_eq!(json["ceiling_rate"]["rate"], 200.0);
+    assert_eq!(json["peers"][0]["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(json["ceiling_rates"][1]["rate"], 200.0);
+    assert_eq!(json["options"]["open_fractions_of_ceiling"][0], 0.25);
     assert_eq!(json["presets"][0]["steps"][0]["kind"], "users");
+}
+
+/// The light sweep's two tables: a row per server (the broken peer's all
+/// dashes), closed-loop cells per user count, and per open fraction the
+/// p50 (with its multiple of the 1-user p50) and p99.
+fn light_and_open_tables(md: &str) {
+    assert!(md.contains("## Light load (closed loop)"), "{md}");
+    assert!(md.contains("| server | 1 user | 4 users | notes |"), "{md}");
+    let light = md.split("## Light load (closed loop)").nth(1).unwrap();
+    let (light, open) = light
+        .split_once("## Open loop at fractions of the bench")
+        .expect("an open-loop section after the light-load one");
+    assert!(
+        open.contains("| server | 1 user p50 (ms) | 0.25 × bench (100.0 req/s) | 0.5 × bench (200.0 req/s) | notes |"),
+        "{md}"
+    );
+    for name in ["fast", "good (peer)"] {
+        let row = |table: &str| {
+            let row = table
+                .lines()
+                .find(|l| l.starts_with(&format!("| {name} | ")));
+            let row = row.unwrap_or_else(|| panic!("no {name} row: {md}"));
+            row.split('|')
+                .map(str::trim)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let cells = row(light);
+        assert!(cells[2].contains(" req/s, p99 "), "{cells:?}");
+        assert!(cells[3].contains(" req/s, p99 "), "{cells:?}");
+        // The open loop: the 1-user p50, then p50 (as a multiple of it)
+        // and p99 at each fraction.
+        let cells = row(open);
+        assert!(cells[2].parse::<f64>().is_ok(), "{cells:?}");
+        for cell in &cells[3..5] {
+            assert!(
+                cell.starts_with("p50 ") && cell.contains(" × 1 user), p99 "),
+                "{cells:?}"
+            );
+        }
+    }
+    // The broken peer: a dash per user count, then per column of the open
+    // table (its 1-user p50 and each fraction).
+    assert!(
+        light.contains("| broken (peer) | – | – | failed: see its section |"),
+        "{md}"
+    );
+    assert!(
+        open.contains("| broken (peer) | – | – | – | failed: see its section |"),
+        "{md}"
+    );
 }
 
 /// A peer that ignores SIGTERM gets SIGKILL after the grace; a peer that

@@ -6,6 +6,7 @@ use super::{BatchError, Embedded, Entry, Reply};
 use crate::admission::{Admission, AdmitError};
 use crate::config::BatchingConfig;
 use crate::engine::{Batch, EngineError, TokenIds};
+use crate::executor::width::{Arrivals, Moment};
 use crate::executor::{Cores, Executor, Job};
 use crate::metrics::Metrics;
 use std::sync::Arc;
@@ -101,6 +102,7 @@ pub fn spawn(
         executor,
         metrics,
         admission: admission.clone(),
+        arrivals: Arrivals::new(),
     };
     tracker.spawn(batcher.run(rx, control_rx, stop));
     BatcherHandle {
@@ -116,6 +118,9 @@ struct Batcher {
     executor: Arc<Executor>,
     metrics: Arc<Metrics>,
     admission: Admission,
+    /// The arrival rate and row lengths the width decision weighs; kept across reloads,
+    /// since the traffic does not change with the configuration.
+    arrivals: Arrivals,
 }
 
 impl Batcher {
@@ -137,9 +142,10 @@ impl Batcher {
             if cores.is_some() && self.ready(&queue, now, open) {
                 let entries = queue.take_batch(&self.policy);
                 let mut held = cores.take().expect("checked above");
-                // Parallelism: the batch's width, from what is still queued behind it.
-                self.executor
-                    .widen(&mut held, queue.pending_batches(&self.policy));
+                // Parallelism: the batch's width, from what is still queued behind it
+                // and what is arriving.
+                let moment = self.moment(&entries, &queue, now);
+                self.executor.widen(&mut held, moment);
                 self.dispatch(held, entries);
                 continue;
             }
@@ -148,9 +154,9 @@ impl Batcher {
                 // New work: take everything already sent, so one wake sees a whole burst.
                 entry = rx.recv(), if open => match entry {
                     Some(e) => {
-                        queue.push(e);
+                        self.arrive(&mut queue, e);
                         while let Ok(e) = rx.try_recv() {
-                            queue.push(e);
+                            self.arrive(&mut queue, e);
                         }
                     }
                     None => open = false,
@@ -173,6 +179,27 @@ impl Batcher {
                 // The oldest input has waited max_wait, or a deadline is due.
                 () = sleep_until(wake), if wake.is_some() => {}
             }
+        }
+    }
+
+    fn arrive(&mut self, queue: &mut Queue<Entry>, entry: Entry) {
+        self.arrivals.observe(entry.tokens.len(), entry.enqueued_at);
+        self.executor.arrived(1);
+        queue.push(entry);
+    }
+
+    /// The batch about to run and the moment, for its width (the idle cores and the load
+    /// are the executor's to know).
+    fn moment(&self, batch: &[Entry], queue: &Queue<Entry>, now: Instant) -> Moment {
+        let longest = batch.iter().map(|e| e.tokens.len()).max().unwrap_or(0);
+        Moment {
+            free: 0,
+            pending: queue.pending_batches(&self.policy),
+            rows: batch.len(),
+            tokens: longest * batch.len(),
+            rate: self.arrivals.rate(now),
+            typical_tokens: self.arrivals.typical_tokens(),
+            load: 0.0,
         }
     }
 

@@ -39,6 +39,7 @@ struct Rig {
     seen: Arc<Mutex<Vec<u32>>>,
     gate: Arc<(Mutex<bool>, Condvar)>,
     metrics: Arc<Metrics>,
+    executor: Arc<Executor>,
 }
 
 impl Rig {
@@ -67,7 +68,7 @@ impl Rig {
         let executor = Arc::new(Executor::start(&exec, ladder, factory, metrics.clone()).unwrap());
         let handle = spawn(
             &config.batching,
-            executor,
+            executor.clone(),
             metrics.clone(),
             &TaskTracker::new(),
             CancellationToken::new(),
@@ -77,12 +78,24 @@ impl Rig {
             seen,
             gate,
             metrics,
+            executor,
         }
     }
 
     fn submit(&self, first_ids: &[u32], ttl: Duration) -> Vec<oneshot::Receiver<Reply>> {
         let rows = first_ids.iter().map(|&id| vec![id, 7, 7]).collect();
         self.handle.submit(rows, Instant::now() + ttl).unwrap()
+    }
+
+    /// Submits one row of `tokens` tokens and returns the width its batch ran at.
+    async fn width_of_row(&self, id: u32, tokens: usize) -> f32 {
+        let mut row = vec![7; tokens];
+        row[0] = id;
+        let rx = self
+            .handle
+            .submit(vec![row], Instant::now() + LONG)
+            .unwrap();
+        width_of(rx.into_iter().next().unwrap().await.unwrap())
     }
 
     fn set_gate(&self, open: bool) {
@@ -277,4 +290,54 @@ async fn fixed_parallelism_always_uses_intra_op_threads() {
         assert_eq!(width_of(r.await.unwrap()), 2.0);
     }
     assert_eq!(rig.metrics.cores.budget.get(), 4);
+}
+
+/// Teaches the executor this machine's costs: a pass on one core 2 ms plus 0.17 ms per
+/// padded token, on two 0.55 ms plus 0.1 ms (as measured on the 2-core machine), and that
+/// `rate` rows a second arrive while batches run; with enough weight that the fake
+/// engine's own microsecond passes since hardly move either.
+fn teach(executor: &Executor, rate: f64) {
+    let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+    for _ in 0..200 {
+        for tokens in [8, 32, 128, 256] {
+            let t = tokens as f64;
+            for (width, took) in [(1, ms(2.0 + 0.17 * t)), (2, ms(0.55 + 0.1 * t))] {
+                let arrived = (rate * took.as_secs_f64()).round() as u64;
+                executor.record_cost(width, tokens, took, arrived, Instant::now());
+            }
+        }
+    }
+}
+
+// Paused time: the inline strategy runs the fake engine on the runtime's own thread, so
+// the clock only moves when every task waits.
+#[tokio::test(start_paused = true)]
+async fn a_closed_loop_gets_both_cores_however_fast_it_sends() {
+    let rig = Rig::with_ladder(Strategy::Inline, "", Ladder::elastic(2));
+    teach(&rig.executor, 0.0);
+    // One user sending the next message as soon as the answer came, a thousand a
+    // second: nothing ever arrives while its batch runs, so even long rows get both.
+    for id in 1..=300 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let tokens = if id % 10 == 0 { 256 } else { 14 };
+        assert_eq!(rig.width_of_row(id, tokens).await, 2.0, "row {id}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_dense_arrivals_and_busy_cores_batches_stay_narrow_until_they_stop() {
+    let rig = Rig::with_ladder(Strategy::Inline, "", Ladder::elastic(2));
+    // 400 rows a second arrive while batches run, and the cores are busy.
+    teach(&rig.executor, 400.0);
+    // And by the clock: the rate the batcher counts.
+    for id in 100..300 {
+        tokio::time::sleep(Duration::from_micros(2500)).await;
+        rig.width_of_row(id, 14).await;
+    }
+    assert_eq!(rig.width_of_row(1, 14).await, 1.0);
+    assert_eq!(rig.width_of_row(2, 256).await, 1.0);
+    // Two seconds without batches: rate and load have faded, the costs are kept.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.width_of_row(3, 14).await, 2.0);
+    assert_eq!(rig.width_of_row(4, 256).await, 2.0);
 }

@@ -2,20 +2,12 @@
 //! as its width, so the batches in flight never ask for more cores than the budget has.
 
 use crate::metrics::Metrics;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Cores held for one batch. Dropping it (when the batch is done) gives them back.
 pub struct Cores {
     permit: OwnedSemaphorePermit,
-    batches: Arc<AtomicUsize>,
-}
-
-impl Drop for Cores {
-    fn drop(&mut self) {
-        self.batches.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 impl Cores {
@@ -33,9 +25,6 @@ pub(super) struct CoreBudget {
     total: usize,
     /// Cores a batch needs at least (fixed: intra_op_threads; elastic: 1).
     unit: usize,
-    /// Live [`Cores`]: batches running, plus the one the batcher is forming. An atomic
-    /// because cores are given back on the engine's threads.
-    batches: Arc<AtomicUsize>,
 }
 
 impl CoreBudget {
@@ -45,7 +34,6 @@ impl CoreBudget {
             permits: Arc::new(Semaphore::new(total)),
             total,
             unit,
-            batches: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -67,11 +55,7 @@ impl CoreBudget {
             .acquire_many_owned(n as u32)
             .await
             .expect("the core semaphore is never closed");
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        Cores {
-            permit,
-            batches: self.batches.clone(),
-        }
+        Cores { permit }
     }
 
     /// Waits until no batch holds cores: every batch dispatched has finished.
@@ -82,11 +66,6 @@ impl CoreBudget {
             .await
             .expect("the core semaphore is never closed");
         drop(all);
-    }
-
-    /// Batches holding cores now: those running and the one being formed.
-    pub fn batches(&self) -> usize {
-        self.batches.load(Ordering::Relaxed)
     }
 
     /// Cores idle now, counting those `held` already holds.

@@ -3,6 +3,7 @@
 //! which thread calls [`Engine::embed`](crate::engine::Engine::embed).
 //!
 //! - [`width`]: the session widths to load and how many cores the next batch gets (pure).
+//! - [`cost`]: what a batch costs at each width, learned from the batches that ran.
 //! - `cores`: the core budget; a running batch holds as many cores as its width.
 //! - `pool`: the sessions of every width, borrowed per batch by any strategy.
 //!
@@ -12,6 +13,7 @@
 //! engine's thread.
 
 mod cores;
+pub mod cost;
 mod inline;
 mod job;
 mod pool;
@@ -31,9 +33,12 @@ use crate::config::{ExecutorConfig, Strategy};
 use crate::engine::{EngineError, EngineFactory};
 use crate::metrics::Metrics;
 use cores::CoreBudget;
+use cost::Costs;
 use pool::SessionPool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use width::{Demand, Ladder};
+use tokio::time::Instant;
+use width::{Ladder, Moment};
 
 /// Runs jobs somewhere. `dispatch` never blocks its caller (the batcher task); where the
 /// job then runs is the strategy.
@@ -72,9 +77,15 @@ pub struct Executor {
     /// The sessions, when they live in this process (not under `processes`).
     pool: Option<Arc<SessionPool>>,
     budget: CoreBudget,
-    /// Only the batcher task widens, so the lock is never contended; a std mutex because
-    /// it is never held across an `.await`.
-    demand: Mutex<Demand>,
+    /// Written by whichever thread finishes a batch, read by the batcher when it widens
+    /// one. A std mutex: it is held for a few arithmetic operations, never across an
+    /// `.await`, and an `Arc` because the completion callbacks outlive no executor but are
+    /// `'static`.
+    costs: Arc<Mutex<Costs>>,
+    /// Rows the batcher has received, ever: a batch's completion subtracts the count at
+    /// its dispatch to learn how many arrived while it ran. An atomic because the batcher
+    /// adds and engine threads read; relaxed, as a count a row off only nudges a rate.
+    arrived: Arc<AtomicU64>,
     ladder: Ladder,
     footprint: Footprint,
     metrics: Arc<Metrics>,
@@ -113,7 +124,8 @@ impl Executor {
             dispatch,
             pool,
             budget: CoreBudget::new(ladder.cores, ladder.narrowest(), &metrics),
-            demand: Mutex::new(Demand::new()),
+            costs: Arc::new(Mutex::new(Costs::new(ladder.rungs.iter().map(|r| r.width)))),
+            arrived: Arc::new(AtomicU64::new(0)),
             ladder,
             footprint,
             metrics,
@@ -133,21 +145,60 @@ impl Executor {
         self.budget.reserve().await
     }
 
-    /// Widens `cores` for a batch that leaves `pending` batches queued behind it: as many
-    /// of the idle cores as [`width::choose`] gives it. Never waits.
-    pub fn widen(&self, cores: &mut Cores, pending: usize) {
-        let demand = self
-            .demand
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(self.budget.batches() + pending, tokio::time::Instant::now());
-        let want = width::choose(&self.ladder, self.budget.free(cores), pending, demand);
+    /// Counts rows the batcher received (for the arrival rate during runs).
+    pub fn arrived(&self, rows: u64) {
+        self.arrived.fetch_add(rows, Ordering::Relaxed);
+    }
+
+    /// Widens `cores` for the batch described by `moment` (its `free` and `load` are
+    /// filled in here, its `rate` lowered to the rows arriving while batches run): as
+    /// many of the idle cores as [`width::choose`] gives it. Never waits.
+    pub fn widen(&self, cores: &mut Cores, moment: Moment) {
+        let now = Instant::now();
+        let costs = self.costs.lock().unwrap_or_else(|p| p.into_inner());
+        let moment = Moment {
+            free: self.budget.free(cores),
+            rate: moment.rate.min(costs.arrival_rate(now)),
+            load: costs.load(self.ladder.cores, now),
+            ..moment
+        };
+        let want = width::choose(&self.ladder, &moment, &costs, now);
+        drop(costs);
         self.budget.widen(cores, want);
+    }
+
+    /// Records a pass as if a batch had run, with `arrived` rows arriving during it
+    /// (tests teach a machine's costs and a traffic's rate).
+    #[cfg(test)]
+    pub(crate) fn record_cost(
+        &self,
+        width: usize,
+        tokens: usize,
+        took: std::time::Duration,
+        arrived: u64,
+        at: Instant,
+    ) {
+        let mut c = self.costs.lock().unwrap_or_else(|p| p.into_inner());
+        c.record(width, tokens, took, arrived, at);
     }
 
     /// Runs `job` on the strategy's thread; `job.done` is called exactly once, there.
     pub fn dispatch(&self, cores: Cores, mut job: Job) {
         self.metrics.inflight_batches.inc();
+        // What the pass took at this width teaches the width decision. Timestamped on
+        // the batcher's clock, at dispatch, so that paused time in tests stays consistent.
+        let (width, tokens, at) = (cores.width(), job.batch.padded_tokens(), Instant::now());
+        let (costs, arrived) = (self.costs.clone(), self.arrived.clone());
+        let before = arrived.load(Ordering::Relaxed);
+        let done = job.done;
+        job.done = Box::new(move |result, took| {
+            if result.is_ok() {
+                let meanwhile = arrived.load(Ordering::Relaxed).saturating_sub(before);
+                let mut c = costs.lock().unwrap_or_else(|p| p.into_inner());
+                c.record(width, tokens, took, meanwhile, at);
+            }
+            done(result, took);
+        });
         job.cores = Some(cores);
         self.dispatch.dispatch(job);
     }

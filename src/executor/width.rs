@@ -4,9 +4,11 @@
 //! A batch's *width* is the number of cores its forward pass may use (the ONNX Runtime
 //! session's intra-op threads). Wide batches finish sooner (latency); narrow batches side
 //! by side finish more work per second (throughput), because one forward pass never scales
-//! perfectly over cores. [`choose`] picks from the moment, so one configuration serves a
+//! perfectly over cores. [`choose`] picks from the moment (the idle cores, the queue, the
+//! arrival rate and what a pass costs at each width here), so one configuration serves a
 //! lone user and a crowd.
 
+use super::cost::Costs;
 use crate::config::{ExecutorConfig, Parallelism};
 use serde::Serialize;
 use std::time::Duration;
@@ -88,223 +90,202 @@ impl Ladder {
     }
 }
 
-/// Cores for the batch about to run.
-///
-/// `free`: cores idle right now, counting the narrowest share the batcher already holds.
-/// `pending`: batches the queue still holds after this one. The idle cores are shared
-/// evenly between this batch and those, so a batch alone on an idle machine gets all of
-/// them and a batch with company leaves cores for the next one. Nobody waits for a core
-/// that a wide batch took while they were already queued.
-///
-/// `demand`: how many batches have recently shared the budget ([`Demand`]). A batch never
-/// gets more than its share of the whole budget under that demand, so with many users on
-/// many cores a momentarily idle machine is not handed to one batch while the next
-/// arrivals, a few milliseconds away, would then find no core.
-pub fn choose(ladder: &Ladder, free: usize, pending: usize, demand: f64) -> usize {
-    let now = free / (1 + pending);
-    // Rounded, not floored: an average of 1.1 batches means a batch is mostly alone. With
-    // floor, any trace of an earlier burst left in the average (an EWMA reaches 1.0 only
-    // in the limit) kept a lone batch on 2 cores at width 1 for good.
-    let share = (ladder.cores as f64 / demand.max(1.0)).round() as usize;
-    ladder.fit(now.min(share.max(1)))
+/// What the width decision knows about the batch about to run and the moment.
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// Cores idle right now, counting the narrowest share the batcher already holds.
+    pub free: usize,
+    /// Batches the queue still holds after this one.
+    pub pending: usize,
+    /// The batch: rows and padded tokens.
+    pub rows: usize,
+    pub tokens: usize,
+    /// Rows arriving per second ([`Arrivals`], the caller's; the executor lowers it to
+    /// [`Costs::arrival_rate`] when fewer arrive while batches run) and a typical row's
+    /// tokens.
+    pub rate: f64,
+    pub typical_tokens: usize,
+    /// The share of the budget batches kept busy lately ([`Costs::load`]).
+    pub load: f64,
 }
 
-/// A moving average of the batches sharing the budget, sampled at each dispatch (those
-/// running, this one, and those still queued behind it).
+/// Above this load, a lone batch may take fewer of the idle cores ([`headroom`]).
+const FULL_LOAD_FROM: f64 = 0.5;
+
+/// Cores for the batch about to run.
+///
+/// With batches queued behind it, the idle cores are shared evenly between this batch and
+/// those, so none waits for a core that a wide batch took while it was already queued.
+///
+/// With nothing queued behind it, every width that fits the idle cores is weighed by the
+/// time its rows spend in it plus the time it costs the rows expected to arrive while it
+/// runs ([`expected_cost`]). Sparse arrivals: the batch takes every idle core and finishes
+/// soonest. Dense arrivals: a wide batch would make the next ones wait for it, so it leaves
+/// them cores. Where that balance lies depends on what a pass costs at each width on this
+/// machine, so the costs are measured ([`Costs`]), not assumed. Before any batch has run,
+/// the batch gets every idle core.
+pub fn choose(ladder: &Ladder, m: &Moment, costs: &Costs, now: Instant) -> usize {
+    let share = ladder.fit(m.free / (1 + m.pending));
+    if m.pending > 0 || ladder.rungs.len() == 1 {
+        return share;
+    }
+    let widest = headroom(ladder, m, costs, now);
+    let mut best: Option<(f64, usize)> = None;
+    for width in ladder
+        .rungs
+        .iter()
+        .map(|r| r.width)
+        .filter(|&w| w <= widest)
+    {
+        let Some(cost) = expected_cost(ladder, m, width, costs, now) else {
+            return share;
+        };
+        // Wider wins ties: the rungs are visited narrowest first.
+        if best.is_none_or(|(b, _)| cost <= b) {
+            best = Some((cost, width));
+        }
+    }
+    best.map_or(share, |(_, w)| w)
+}
+
+/// The widest a lone batch may go: every idle core, unless rows arrive while batches run
+/// and the cores are already more than half busy; then fewer, down to the narrowest when
+/// they are fully busy.
+///
+/// The costs alone proved unstable under load. At half the bench's rate (215 rows a second
+/// on the 2-core machine) one run in three settled on wide batches: narrow passes were then
+/// only ever measured side by side, where they look as slow as wide ones, so nothing
+/// pulled the batches back, and the median was 10.5 ms against 6.2 with narrow ones (the
+/// cores 71% busy against 58%). The load is measured directly, so it cannot be talked out
+/// of that. A closed loop (nothing arriving during runs) keeps every core however busy:
+/// one user's batches never wait for each other.
+fn headroom(ladder: &Ladder, m: &Moment, costs: &Costs, now: Instant) -> usize {
+    let typical = costs
+        .estimate(ladder.narrowest(), m.typical_tokens, now)
+        .unwrap_or(0.0);
+    // Fewer than one arrival in twenty typical passes: nobody to make room for.
+    if m.rate * typical < 0.05 || m.load <= FULL_LOAD_FROM {
+        return m.free;
+    }
+    let room = (1.0 - m.load) / (1.0 - FULL_LOAD_FROM);
+    ladder.fit(((m.free as f64 * room) as usize).max(ladder.narrowest()))
+}
+
+/// Row-seconds the batch costs on `width` cores: its rows wait for it to finish; rows
+/// arriving meanwhile either run on the cores it left idle, slower than on all of them, or
+/// find none and wait for it (half its run, on average); and core-time it spends beyond
+/// what the narrowest width would, delays the work that comes after it ([`excess_delay`]).
+/// One batch ahead only: the moment after it is decided when it comes.
+fn expected_cost(
+    ladder: &Ladder,
+    m: &Moment,
+    width: usize,
+    costs: &Costs,
+    now: Instant,
+) -> Option<f64> {
+    let run = costs.estimate(width, m.tokens, now)?;
+    let left = m.free - width;
+    let delay = if left >= ladder.narrowest() {
+        let beside = costs.estimate(ladder.fit(left), m.typical_tokens, now)?;
+        let alone = costs.estimate(ladder.fit(m.free), m.typical_tokens, now)?;
+        (beside - alone).max(0.0)
+    } else {
+        run / 2.0
+    };
+    let narrow = ladder.narrowest();
+    let excess = width as f64 * run - narrow as f64 * costs.estimate(narrow, m.tokens, now)?;
+    let typical = costs.estimate(narrow, m.typical_tokens, now)?;
+    let later = excess_delay(ladder, m.rate, excess, typical);
+    Some(m.rows as f64 * run + m.rate * run * delay + later)
+}
+
+/// Row-seconds by which `excess` core-seconds delay the rows arriving after a batch.
+///
+/// The fixed part of a pass does not spread over cores, so a small batch on two cores can
+/// cost more core-time than on one (the server's own batch timings on the 2-core machine:
+/// a row of 16 tokens or fewer took a median 2.8 ms on two cores against 3.8 ms on one,
+/// 1.5 times the core-time). Under load that excess is capacity lost: the rows that arrive
+/// before the cores next fall idle, about `rate × typical / (1 − load)` of them, each start
+/// later by the excess shared over the cores. Without this term (and without
+/// [`headroom`]) a lone batch went wide at any load where that was faster for it, and in a
+/// model of those costs at half the bench's rate the median got longer than with narrow
+/// batches, 7.2 ms against 6.9 (results/2core-poisson/sim.py).
+fn excess_delay(ladder: &Ladder, rate: f64, excess: f64, typical: f64) -> f64 {
+    if excess <= 0.0 {
+        return 0.0;
+    }
+    let cores = ladder.cores as f64;
+    // Capped: near saturation the queue, not this estimate, decides (batches share cores).
+    let load = (rate * typical / cores).min(0.95);
+    let rows_after = rate * typical / (1.0 - load);
+    rows_after * excess / cores
+}
+
+/// How many rows arrive per second by the clock, and how long they are: exponentially
+/// weighted counts whose weight halves every [`Arrivals::HALF_LIFE`].
+///
+/// The width decision takes the smaller of this rate and the rows arriving while batches
+/// run ([`Costs::arrival_rate`]): the latter tells a closed loop (nothing arrives while
+/// its batch runs) from a crowd, this one forgets the traffic after a pause.
 #[derive(Debug, Clone, Copy)]
-pub struct Demand {
-    value: f64,
+pub struct Arrivals {
+    /// Weighted rows, and weighted tokens, as of `last`.
+    rows: f64,
+    tokens: f64,
     last: Option<Instant>,
 }
 
-impl Demand {
-    /// Weight of the newest sample under load: about the last ten batches count.
-    const ALPHA: f64 = 0.1;
-    /// After a pause the newest sample weighs more, 1 - e^(-pause / HORIZON): what the
-    /// load was a second ago says little about now. Without it a burst (the knowledge base
-    /// embedded at start) left the average high until about twenty more batches had run,
-    /// and a lone user arriving later got one core for those. Under load dispatches are
-    /// milliseconds apart and ALPHA rules.
-    const HORIZON: Duration = Duration::from_millis(100);
+impl Arrivals {
+    /// Long enough to hold a few dozen arrivals at a rate that matters (a hundred per
+    /// second), short enough that a burst (the knowledge base embedded at start) is
+    /// forgotten within a second or two.
+    const HALF_LIFE: Duration = Duration::from_millis(250);
 
-    pub fn new() -> Demand {
-        Demand {
-            value: 1.0,
+    pub fn new() -> Arrivals {
+        Arrivals {
+            rows: 0.0,
+            tokens: 0.0,
             last: None,
         }
     }
 
-    pub fn observe(&mut self, batches: usize, now: Instant) -> f64 {
-        let pause = self
+    fn decayed(&self, now: Instant) -> (f64, f64) {
+        let age = self
             .last
-            .map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+            .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
+        let keep = 0.5f64.powf(age / Self::HALF_LIFE.as_secs_f64());
+        (self.rows * keep, self.tokens * keep)
+    }
+
+    /// Counts one arriving row of `tokens` tokens.
+    pub fn observe(&mut self, tokens: usize, now: Instant) {
+        let (rows, sum) = self.decayed(now);
+        self.rows = rows + 1.0;
+        self.tokens = sum + tokens as f64;
         self.last = Some(now);
-        let fresh = 1.0 - (-pause.as_secs_f64() / Self::HORIZON.as_secs_f64()).exp();
-        self.value += Self::ALPHA.max(fresh) * (batches as f64 - self.value);
-        // Floating point alone would leave it a few ulps off a steady value forever.
-        if (self.value - batches as f64).abs() < 1e-3 {
-            self.value = batches as f64;
+    }
+
+    /// Rows per second: the weighted count over the mean age of a weighted arrival.
+    pub fn rate(&self, now: Instant) -> f64 {
+        let mean_age = Self::HALF_LIFE.as_secs_f64() / std::f64::consts::LN_2;
+        self.decayed(now).0 / mean_age
+    }
+
+    /// Tokens of a typical recent row (1 before any arrived).
+    pub fn typical_tokens(&self) -> usize {
+        if self.rows <= 0.0 {
+            return 1;
         }
-        self.value
+        ((self.tokens / self.rows).round() as usize).max(1)
     }
 }
 
-impl Default for Demand {
+impl Default for Arrivals {
     fn default() -> Self {
-        Demand::new()
+        Arrivals::new()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn elastic_ladders() {
-        let two = Ladder::elastic(2);
-        assert_eq!(
-            two.rungs,
-            vec![
-                Rung {
-                    width: 1,
-                    sessions: 2
-                },
-                Rung {
-                    width: 2,
-                    sessions: 1
-                }
-            ]
-        );
-        assert_eq!(two.copies(), 3);
-        let widths = |l: &Ladder| {
-            l.rungs
-                .iter()
-                .map(|r| (r.width, r.sessions))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(widths(&Ladder::elastic(1)), vec![(1, 1)]);
-        assert_eq!(
-            widths(&Ladder::elastic(6)),
-            vec![(1, 6), (2, 3), (4, 1), (6, 1)]
-        );
-        assert_eq!(
-            widths(&Ladder::elastic(16)),
-            vec![(1, 16), (2, 8), (4, 4), (8, 2), (16, 1)]
-        );
-        assert_eq!(Ladder::elastic(16).max_concurrent(), 16);
-    }
-
-    #[test]
-    fn fixed_is_one_rung() {
-        let c = crate::Config::parse(
-            "[executor]\nparallelism = \"fixed\"\nsessions = 3\nintra_op_threads = 2\n",
-        )
-        .unwrap();
-        let l = Ladder::from_config(&c.executor, 64);
-        assert_eq!((l.cores, l.copies(), l.max_concurrent()), (6, 3, 3));
-        // Whatever the moment, a fixed batch gets intra_op_threads cores.
-        for (free, pending) in [(2, 0), (6, 0), (6, 5), (1, 9)] {
-            assert_eq!(choose(&l, free, pending, 1.0), 2);
-        }
-    }
-
-    #[test]
-    fn alone_gets_every_idle_core() {
-        let l = Ladder::elastic(2);
-        assert_eq!(choose(&l, 2, 0, 1.0), 2);
-        let l = Ladder::elastic(16);
-        assert_eq!(choose(&l, 16, 0, 1.0), 16);
-        // Idle cores that are not a rung: the widest rung that fits.
-        assert_eq!(choose(&l, 11, 0, 1.0), 8);
-    }
-
-    #[test]
-    fn queued_batches_share_the_idle_cores() {
-        let l = Ladder::elastic(2);
-        assert_eq!(choose(&l, 2, 1, 1.0), 1, "company waiting: side by side");
-        assert_eq!(choose(&l, 1, 0, 1.0), 1, "one core busy: the other one");
-        let l = Ladder::elastic(16);
-        assert_eq!(choose(&l, 16, 1, 1.0), 8);
-        assert_eq!(choose(&l, 16, 3, 1.0), 4);
-        assert_eq!(choose(&l, 16, 40, 1.0), 1);
-        assert_eq!(choose(&l, 3, 0, 1.0), 2);
-    }
-
-    #[test]
-    fn recent_demand_caps_a_lone_batch() {
-        let l = Ladder::elastic(16);
-        // Idle right now, but eight batches have been sharing the budget: two cores.
-        assert_eq!(choose(&l, 16, 0, 8.0), 2);
-        assert_eq!(
-            choose(&l, 16, 0, 3.0),
-            4,
-            "16 / 3 = 5 cores: the 4-wide rung"
-        );
-        assert_eq!(choose(&l, 16, 0, 40.0), 1);
-        // Demand never widens beyond what is idle now.
-        assert_eq!(choose(&l, 2, 0, 1.0), 2);
-    }
-
-    /// Samples `batches` `n` times, a millisecond apart (a busy server), from `t`.
-    fn busy(d: &mut Demand, t: &mut Instant, batches: usize, n: usize) -> f64 {
-        let mut last = 0.0;
-        for _ in 0..n {
-            *t += Duration::from_millis(1);
-            last = d.observe(batches, *t);
-        }
-        last
-    }
-
-    #[test]
-    fn demand_follows_the_load_and_decays() {
-        let (mut d, mut t) = (Demand::new(), Instant::now());
-        assert!(busy(&mut d, &mut t, 16, 61) > 15.0);
-        let mut last = f64::MAX;
-        for _ in 0..60 {
-            let now = busy(&mut d, &mut t, 1, 1);
-            assert!(now <= last);
-            last = now;
-        }
-        assert!(last < 1.1, "back to one batch at a time: {last}");
-    }
-
-    #[test]
-    fn a_lone_batch_gets_every_core_again_after_a_burst() {
-        // The knowledge base embedded at start is such a burst.
-        let l = Ladder::elastic(2);
-        let (mut d, mut t) = (Demand::new(), Instant::now());
-        busy(&mut d, &mut t, 8, 12);
-        let mut width = 0;
-        for _ in 0..40 {
-            width = choose(&l, 2, 0, busy(&mut d, &mut t, 1, 1));
-        }
-        assert_eq!(width, 2, "demand {d:?}");
-        // Not only close: exactly one batch at a time.
-        assert_eq!(busy(&mut d, &mut t, 1, 200), 1.0);
-    }
-
-    #[test]
-    fn after_a_pause_the_first_lone_batch_gets_every_core() {
-        let l = Ladder::elastic(2);
-        let (mut d, mut t) = (Demand::new(), Instant::now());
-        busy(&mut d, &mut t, 8, 30);
-        // Still busy: one more lone batch a millisecond later is capped at one core.
-        let mut soon = d;
-        assert_eq!(
-            choose(&l, 2, 0, soon.observe(1, t + Duration::from_millis(1))),
-            1
-        );
-        // Half a second of quiet: the burst is all but forgotten at once.
-        let after = d.observe(1, t + Duration::from_millis(500));
-        assert!(after < 1.1, "{after}");
-        assert_eq!(choose(&l, 2, 0, after), 2);
-    }
-
-    #[test]
-    fn elastic_auto_uses_available_cpus() {
-        let c = crate::Config::parse("").unwrap();
-        assert_eq!(Ladder::from_config(&c.executor, 4).cores, 4);
-        let c = crate::Config::parse("[executor]\ncores = 3\n").unwrap();
-        assert_eq!(Ladder::from_config(&c.executor, 64).cores, 3);
-    }
-}
+#[path = "width_tests.rs"]
+mod tests;

@@ -1,8 +1,8 @@
 //! `loadtest sweep`: for each config preset, start the server, find the
 //! highest open-loop rate it sustains within the p99 target, measure at
 //! fixed fractions of that rate with the server's own breakdown, measure
-//! the light-load view (closed loops at a few user counts, an open loop at
-//! a fraction of the engine ceiling), closed-loop saturation throughput
+//! the light-load view (closed loops at a few user counts, open loops at a
+//! few fractions of the engine ceiling), closed-loop saturation throughput
 //! with many users and idle single-request latency, stop it. Then the same
 //! light-load view for each peer (an external server, e.g. the Python one
 //! in `../shared/peers/`), and write the report.
@@ -49,7 +49,7 @@ pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
         .with_context(|| format!("creating {}", opts.out_dir.display()))?;
     let texts = Arc::new(corpus::load(&opts.corpus)?);
     let mut presets = Vec::new();
-    let mut ceiling = None;
+    let mut ceilings = Vec::new();
     for (i, config) in opts.configs.iter().enumerate() {
         let mut result = PresetResult {
             name: preset_name(config),
@@ -60,9 +60,9 @@ pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
         // The bench runs before the server starts so the two never share cores.
         bench_preset(opts, &mut result).await;
         if i == 0 {
-            ceiling = ceiling_rate(opts, &result);
+            ceilings = ceiling_rates(opts, &result);
         }
-        if let Err(e) = run_preset(opts, &texts, ceiling.as_ref(), &mut result).await {
+        if let Err(e) = run_preset(opts, &texts, &ceilings, &mut result).await {
             result.error = Some(format!("{e:#}"));
         }
         presets.push(result);
@@ -75,12 +75,12 @@ pub async fn run(opts: &SweepOptions) -> Result<SweepReport> {
             log: opts.out_dir.join(format!("server-{}.log", spec.name)),
             ..PeerResult::default()
         };
-        if let Err(e) = run_peer(opts, &texts, ceiling.as_ref(), spec, &mut result).await {
+        if let Err(e) = run_peer(opts, &texts, &ceilings, spec, &mut result).await {
             result.error = Some(format!("{e:#}"));
         }
         peers.push(result);
     }
-    let mut report = assemble(opts, presets, peers, ceiling);
+    let mut report = assemble(opts, presets, peers, ceilings);
     report.files = report::write(&report, &opts.out_dir)?;
     if report.presets.iter().all(|p| p.error.is_some()) {
         let errors: Vec<String> = report
@@ -102,11 +102,13 @@ fn check(opts: &SweepOptions) -> Result<()> {
     if !opts.fractions.iter().all(fractions_ok) {
         bail!("fractions must lie in (0, 1]");
     }
+    // Above 1 is allowed: an overload step is a fair question to ask.
     if let Some(f) = opts
-        .open_fraction_of_ceiling
-        .filter(|f| !(*f > 0.0 && f.is_finite()))
+        .open_fractions_of_ceiling
+        .iter()
+        .find(|f| !(**f > 0.0 && f.is_finite()))
     {
-        bail!("the fraction of the ceiling must be positive, got {f}");
+        bail!("each fraction of the ceiling must be positive, got {f}");
     }
     // Each server's log is server-NAME.log: names must not collide.
     let mut names: Vec<String> = opts.configs.iter().map(|c| preset_name(c)).collect();
@@ -124,7 +126,7 @@ fn assemble(
     opts: &SweepOptions,
     presets: Vec<PresetResult>,
     peers: Vec<PeerResult>,
-    ceiling_rate: Option<CeilingRate>,
+    ceiling_rates: Vec<CeilingRate>,
 ) -> SweepReport {
     SweepReport {
         machine: Machine::detect(),
@@ -149,7 +151,7 @@ fn assemble(
             .map(|p| p.name.clone()),
         presets,
         peers,
-        ceiling_rate,
+        ceiling_rates,
         files: Vec::new(),
     }
 }
@@ -162,19 +164,24 @@ pub fn preset_name(config: &Path) -> String {
     )
 }
 
-/// The rate of every `ceiling` step, from the first preset's bench. One
-/// rate for all, so their p99s compare; the first preset is the one the
-/// caller chose to list first (the default config in the documented
-/// command), measured before any server ran.
-fn ceiling_rate(opts: &SweepOptions, first: &PresetResult) -> Option<CeilingRate> {
-    let fraction = opts.open_fraction_of_ceiling?;
-    let bench_sps = first.bench.as_ref()?.sequences_per_second;
-    Some(CeilingRate {
-        preset: first.name.clone(),
-        bench_sps,
-        fraction,
-        rate: bench_sps * fraction,
-    })
+/// The rates of the `ceiling` steps, one per open fraction, from the first
+/// preset's bench. The same rates for every server, so their latencies
+/// compare; the first preset is the one the caller chose to list first (the
+/// default config in the documented command), measured before any server
+/// ran. Empty when that bench did not run.
+fn ceiling_rates(opts: &SweepOptions, first: &PresetResult) -> Vec<CeilingRate> {
+    let Some(bench_sps) = first.bench.as_ref().map(|b| b.sequences_per_second) else {
+        return Vec::new();
+    };
+    opts.open_fractions_of_ceiling
+        .iter()
+        .map(|&fraction| CeilingRate {
+            preset: first.name.clone(),
+            bench_sps,
+            fraction,
+            rate: bench_sps * fraction,
+        })
+        .collect()
 }
 
 /// `concur bench` with the preset's config, if asked for.
@@ -198,7 +205,7 @@ async fn bench_preset(opts: &SweepOptions, result: &mut PresetResult) {
 async fn run_preset(
     opts: &SweepOptions,
     texts: &Arc<Vec<String>>,
-    ceiling: Option<&CeilingRate>,
+    ceilings: &[CeilingRate],
     result: &mut PresetResult,
 ) -> Result<()> {
     let server = Server::start(
@@ -208,7 +215,7 @@ async fn run_preset(
         opts.ready_timeout,
     )
     .await?;
-    let measured = measure(opts, texts, &server.base_url, ceiling, result).await;
+    let measured = measure(opts, texts, &server.base_url, ceilings, result).await;
     let stopped = server.stop(Duration::from_secs(30)).await;
     measured?;
     let status = stopped?;
@@ -228,7 +235,7 @@ async fn run_preset(
 async fn run_peer(
     opts: &SweepOptions,
     texts: &Arc<Vec<String>>,
-    ceiling: Option<&CeilingRate>,
+    ceilings: &[CeilingRate],
     spec: &PeerSpec,
     result: &mut PeerResult,
 ) -> Result<()> {
@@ -238,7 +245,7 @@ async fn run_peer(
         let body = ctx.client.get_ok("/health", Duration::from_secs(5)).await?;
         result.health =
             Some(serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)));
-        ctx.light_load(ceiling, &mut result.steps).await
+        ctx.light_load(ceilings, &mut result.steps).await
     }
     .await;
     let stopped = peer.stop(opts.peer_stop_grace).await;
@@ -252,7 +259,7 @@ async fn measure(
     opts: &SweepOptions,
     texts: &Arc<Vec<String>>,
     base: &str,
-    ceiling: Option<&CeilingRate>,
+    ceilings: &[CeilingRate],
     result: &mut PresetResult,
 ) -> Result<()> {
     let ctx = Ctx::new(opts, texts, base, true)?;
@@ -262,7 +269,7 @@ async fn measure(
     if opts.max_steps > 0 {
         search(&ctx, result).await?;
     }
-    ctx.light_load(ceiling, &mut result.steps).await?;
+    ctx.light_load(ceilings, &mut result.steps).await?;
     // Many users, no think time: the queue stays deep, so the batcher can
     // form the batches `concur bench` forms. Informational, no latency target.
     if opts.saturation_users > 0 {
@@ -336,7 +343,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_may_not_collide_and_the_ceiling_fraction_is_positive() {
+    fn names_may_not_collide_and_the_ceiling_fractions_are_positive() {
         let mut o = SweepOptions::new(
             "concur".into(),
             vec!["config/workers.toml".into()],
@@ -353,7 +360,11 @@ mod tests {
         assert!(check(&o).is_err());
         o.peers.pop();
         assert!(check(&o).is_ok());
-        o.open_fraction_of_ceiling = Some(0.0);
+        o.open_fractions_of_ceiling = vec![0.5, 1.2];
+        assert!(check(&o).is_ok());
+        o.open_fractions_of_ceiling = vec![0.5, 0.0];
+        assert!(check(&o).unwrap_err().to_string().contains("got 0"));
+        o.open_fractions_of_ceiling = vec![f64::NAN];
         assert!(check(&o).is_err());
     }
 

@@ -74,9 +74,10 @@ pub struct SweepOptions {
     /// Warm-up of each light-load step and of the ceiling step (discarded).
     #[serde(serialize_with = "secs")]
     pub users_warmup: Duration,
-    /// One open-loop step per preset and peer at this fraction of the first
-    /// preset's `concur bench`; `None` skips it.
-    pub open_fraction_of_ceiling: Option<f64>,
+    /// Open-loop steps per preset and peer, one at each of these fractions
+    /// of the first preset's `concur bench`, in order (the CLI's default is
+    /// 0.5, 0.65, 0.8: where the latency targets are set). Empty skips them.
+    pub open_fractions_of_ceiling: Vec<f64>,
     /// External servers measured with the light-load and ceiling steps.
     pub peers: Vec<PeerSpec>,
     /// How long a peer may take to answer `GET /health` with 200.
@@ -109,7 +110,7 @@ impl SweepOptions {
     /// minutes per preset): 10 s steps, at most 8 search steps, p99 target
     /// 100 ms, fractions 0.25/0.5/0.75/0.9, a 256-user saturation step, 10 s
     /// of `concur bench`; no light-load steps (2 s warm-up each when
-    /// enabled), no ceiling step, no peers.
+    /// enabled), no ceiling steps, no peers.
     pub fn new(
         concur_bin: PathBuf,
         configs: Vec<PathBuf>,
@@ -140,7 +141,7 @@ impl SweepOptions {
             bench_seconds: 10,
             users: Vec::new(),
             users_warmup: Duration::from_secs(2),
-            open_fraction_of_ceiling: None,
+            open_fractions_of_ceiling: Vec::new(),
             peers: Vec::new(),
             peer_ready_timeout: Duration::from_secs(120),
             peer_stop_grace: Duration::from_secs(10),

@@ -19,8 +19,8 @@ pub struct Step {
     /// `probe`, `search`, `fraction`, `users` (light load), `ceiling`,
     /// `saturation` or `idle`.
     pub kind: String,
-    /// For `fraction` steps: the fraction of the found rate; for the
-    /// `ceiling` step: the fraction of the engine ceiling.
+    /// For `fraction` steps: the fraction of the found rate; for `ceiling`
+    /// steps: the fraction of the first preset's `concur bench`.
     pub fraction: Option<f64>,
     /// Whether the step met the target (errors, late sends, p99); for the
     /// closed-loop `users` and `saturation` steps, which have no latency
@@ -47,8 +47,8 @@ pub struct PresetResult {
     pub bench: Option<BenchResult>,
     /// Why the bench failed, if it did.
     pub bench_error: Option<String>,
-    /// Steps in order: probe, search steps, fractions, users, ceiling,
-    /// saturation, idle.
+    /// Steps in order: probe, search steps, fractions, users, ceiling steps
+    /// (one per open fraction), saturation, idle.
     pub steps: Vec<Step>,
     /// Highest open-loop rate that passed.
     pub max_rate: Option<f64>,
@@ -81,7 +81,7 @@ pub struct PeerResult {
     pub command: String,
     /// `GET /health` as the peer answered it (JSON, else the raw text).
     pub health: Option<serde_json::Value>,
-    /// Steps in order: users, ceiling.
+    /// Steps in order: users, ceiling steps (one per open fraction).
     pub steps: Vec<Step>,
     /// How the peer's process group ended: `SIGTERM`, or `SIGKILL after`
     /// the grace.
@@ -92,7 +92,7 @@ pub struct PeerResult {
     pub log: PathBuf,
 }
 
-/// The rate of the `ceiling` steps: a fraction of the first preset's
+/// The rate of one `ceiling` step: a fraction of the first preset's
 /// `concur bench`, the same for every preset and peer so their p99s compare.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CeilingRate {
@@ -100,7 +100,7 @@ pub struct CeilingRate {
     pub preset: String,
     /// That bench, sequences per second.
     pub bench_sps: f64,
-    /// `--open-fraction-of-ceiling`.
+    /// One of `--open-fractions-of-ceiling`.
     pub fraction: f64,
     /// `fraction * bench_sps`, requests per second.
     pub rate: f64,
@@ -130,9 +130,9 @@ pub struct SweepReport {
     pub presets: Vec<PresetResult>,
     /// One entry per `--peer`, in order; measured after the presets.
     pub peers: Vec<PeerResult>,
-    /// The rate of the `ceiling` steps; `None` if they were not asked for
-    /// or the first preset's bench did not run.
-    pub ceiling_rate: Option<CeilingRate>,
+    /// The rates of the `ceiling` steps, one per open fraction in order;
+    /// empty if none was asked for or the first preset's bench did not run.
+    pub ceiling_rates: Vec<CeilingRate>,
     /// Highest `concur bench` rate over all presets, sequences per second.
     pub engine_ceiling_sps: Option<f64>,
     /// Preset with the highest sustainable rate.

@@ -107,12 +107,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// The light-load view: a closed loop with no think time at each
-    /// `users` count, then the open-loop step at the ceiling rate.
-    pub async fn light_load(
-        &self,
-        ceiling: Option<&CeilingRate>,
-        steps: &mut Vec<Step>,
-    ) -> Result<()> {
+    /// `users` count, then an open-loop step at each ceiling rate.
+    pub async fn light_load(&self, ceilings: &[CeilingRate], steps: &mut Vec<Step>) -> Result<()> {
         for &users in &self.opts.users {
             let load = Load::Closed {
                 users: users.max(1),
@@ -121,7 +117,7 @@ impl<'a> Ctx<'a> {
             let warmup = self.opts.users_warmup;
             steps.push(self.step("users", None, load, warmup, None).await?);
         }
-        if let Some(c) = ceiling {
+        for c in ceilings {
             let (load, warmup) = (self.open(c.rate), self.opts.users_warmup);
             let fraction = Some(c.fraction);
             steps.push(self.step("ceiling", fraction, load, warmup, None).await?);

@@ -1,18 +1,20 @@
 //! The light-load table: each preset and peer at a few closed-loop user
-//! counts and at one open-loop rate, side by side.
+//! counts, side by side. (The open-loop steps at fractions of the bench
+//! have their own table, in `open`.)
 
 use std::fmt::Write;
 
-use crate::sweep::results::{CeilingRate, Step, SweepReport};
+use crate::sweep::results::{Step, SweepReport};
 
-/// One row's name and steps.
-struct Row<'a> {
-    name: String,
-    steps: &'a [Step],
-    failed: bool,
+/// One row's name and steps: a preset or a peer.
+pub(super) struct Row<'a> {
+    pub name: String,
+    pub steps: &'a [Step],
+    pub failed: bool,
 }
 
-fn rows(r: &SweepReport) -> Vec<Row<'_>> {
+/// The rows of a light-load table: presets, then peers.
+pub(super) fn rows(r: &SweepReport) -> Vec<Row<'_>> {
     let presets = r.presets.iter().map(|p| Row {
         name: p.name.clone(),
         steps: &p.steps,
@@ -27,7 +29,7 @@ fn rows(r: &SweepReport) -> Vec<Row<'_>> {
 }
 
 /// Errors and late or unsent sends of a step, e.g. `, 3 errors`.
-fn trouble(s: &Step) -> String {
+pub(super) fn trouble(s: &Step) -> String {
     let t = &s.client.totals;
     let mut out = String::new();
     if t.error_count() > 0 {
@@ -37,6 +39,15 @@ fn trouble(s: &Step) -> String {
         let _ = write!(out, ", {} late", t.late_sends + t.unsent);
     }
     out.replace('|', "/")
+}
+
+/// A row's note: empty, or where to look when its server failed.
+pub(super) fn note(row: &Row) -> &'static str {
+    if row.failed {
+        "failed: see its section"
+    } else {
+        ""
+    }
 }
 
 fn users_cell(steps: &[Step], users: usize) -> String {
@@ -53,105 +64,75 @@ fn users_cell(steps: &[Step], users: usize) -> String {
         )
 }
 
-fn ceiling_cell(steps: &[Step]) -> String {
-    steps.iter().find(|s| s.kind == "ceiling").map_or_else(
-        || "–".into(),
-        |s| {
-            let t = &s.client.totals;
-            let (p99, rps) = (t.latency.p99_ms, t.throughput_rps);
-            format!("p99 {p99:.1} ms, {rps:.1} req/s{}", trouble(s))
-        },
-    )
-}
-
-fn ceiling_header(c: Option<&CeilingRate>) -> String {
-    c.map_or_else(
-        || "open loop at a fraction of the ceiling".into(),
-        |c| format!("open loop {:.1} req/s ({} × ceiling)", c.rate, c.fraction),
-    )
-}
-
-/// The "Light load (closed loop)" section, or `None` when the sweep ran
-/// neither light-load steps nor a ceiling step.
+/// The "Light load (closed loop)" section, or `None` when the sweep ran no
+/// light-load steps.
 pub fn section(r: &SweepReport) -> Option<String> {
     let o = &r.options;
-    if o.users.is_empty() && o.open_fraction_of_ceiling.is_none() {
+    if o.users.is_empty() {
         return None;
     }
-    let with_ceiling = o.open_fraction_of_ceiling.is_some();
     let mut out = String::from("## Light load (closed loop)\n\n| server |");
     for &u in &o.users {
         let _ = write!(out, " {u} {} |", if u == 1 { "user" } else { "users" });
     }
-    if with_ceiling {
-        let _ = write!(out, " {} |", ceiling_header(r.ceiling_rate.as_ref()));
-    }
     out += " notes |\n|---|";
-    out += &"---:|".repeat(o.users.len() + usize::from(with_ceiling));
+    out += &"---:|".repeat(o.users.len());
     out += "---|\n";
     for row in rows(r) {
         let _ = write!(out, "| {} |", row.name);
         for &u in &o.users {
             let _ = write!(out, " {} |", users_cell(row.steps, u));
         }
-        if with_ceiling {
-            let _ = write!(out, " {} |", ceiling_cell(row.steps));
-        }
-        let note = if row.failed {
-            "failed: see its section"
-        } else {
-            ""
-        };
-        let _ = writeln!(out, " {note} |");
+        let _ = writeln!(out, " {} |", note(&row));
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
-        "\nEach user count is a closed loop with no think time, measured for {:.0} s after a {:.0} s warm-up: achieved throughput and client p99. Peers are external servers started by the sweep (see their sections) and measured with the same steps and corpus, one server at a time.",
+        "\nEach user count is a closed loop with no think time, measured for {} s after a {} s warm-up: achieved throughput and client p99. Peers are external servers started by the sweep (see their sections) and measured with the same steps and corpus, one server at a time.",
         o.step.as_secs_f64(),
         o.users_warmup.as_secs_f64()
     );
-    match (&r.ceiling_rate, o.open_fraction_of_ceiling) {
-        (Some(c), _) => {
-            let _ = write!(out, " The open-loop column: {:?} arrivals at {} × the `concur bench` of the first preset, `{}` ({:.1} sequences/s, measured in this run before any server started), the same rate for every row.", o.arrival, c.fraction, c.preset, c.bench_sps);
-        }
-        (None, Some(_)) => {
-            out += " The open-loop step was skipped: the first preset's `concur bench` did not run or failed, so there was no ceiling to take a fraction of.";
-        }
-        (None, None) => {}
-    }
-    out += "\n";
     Some(out)
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::tests::{report, step};
     use super::*;
-    use crate::sweep::results::PeerResult;
+    use crate::sweep::results::{CeilingRate, PeerResult};
 
-    /// The fixture report with light-load steps at 1 and 4 users, a
-    /// ceiling step at 0.8 × 190 seq/s, and one peer.
-    fn light_report() -> SweepReport {
+    /// The fixture report with light-load steps at 1 and 4 users, open-loop
+    /// steps at 0.5, 0.65 and 0.8 × a 200 seq/s bench, and one peer that
+    /// has neither a 1-user step nor a 0.65 step.
+    pub(in crate::sweep::report) fn light_report() -> SweepReport {
         let mut r = report(256);
         r.options.users = vec![1, 4];
-        r.options.open_fraction_of_ceiling = Some(0.8);
-        r.ceiling_rate = Some(CeilingRate {
-            preset: "workers".into(),
-            bench_sps: 190.0,
-            fraction: 0.8,
-            rate: 152.0,
-        });
+        r.options.open_fractions_of_ceiling = vec![0.5, 0.65, 0.8];
+        r.ceiling_rates = [0.5, 0.65, 0.8]
+            .map(|fraction| CeilingRate {
+                preset: "workers".into(),
+                bench_sps: 200.0,
+                fraction,
+                rate: 200.0 * fraction,
+            })
+            .to_vec();
         let steps = &mut r.presets[0].steps;
         steps.push(step("users", None, Some(1), 120.0, 35.5));
         steps.push(step("users", None, Some(4), 238.0, 65.0));
-        steps.push(step("ceiling", Some(0.8), None, 151.9, 80.2));
+        steps.push(step("ceiling", Some(0.5), None, 99.8, 40.0));
+        steps.push(step("ceiling", Some(0.65), None, 129.5, 60.0));
+        steps.push(step("ceiling", Some(0.8), None, 158.0, 250.0));
         let mut errors = step("users", None, Some(4), 150.0, 97.0);
         errors.client.totals.errors.insert("503".into(), 2);
+        let mut overloaded = step("ceiling", Some(0.5), None, 90.0, 4200.0);
+        overloaded.client.totals.errors.insert("timeout".into(), 3);
         r.peers.push(PeerResult {
             name: "python".into(),
             command: "python -m uvicorn --port {port}".into(),
-            // No 1-user step: the cell shows a dash.
-            steps: vec![errors, step("ceiling", Some(0.8), None, 140.0, 4200.0)],
+            steps: vec![
+                errors,
+                overloaded,
+                step("ceiling", Some(0.8), None, 140.0, 9000.0),
+            ],
             ..PeerResult::default()
         });
         r
@@ -161,15 +142,17 @@ mod tests {
     fn rows_are_presets_then_peers_and_columns_are_user_counts() {
         let md = section(&light_report()).unwrap();
         assert!(md.starts_with("## Light load (closed loop)\n"), "{md}");
+        assert!(md.contains("| server | 1 user | 4 users | notes |"), "{md}");
+        assert!(
+            md.contains("| workers | 120.0 req/s, p99 35.5 ms | 238.0 req/s, p99 65.0 ms |  |"),
+            "{md}"
+        );
         assert!(
             md.contains(
-                "| server | 1 user | 4 users | open loop 152.0 req/s (0.8 × ceiling) | notes |"
+                "| python (peer) | – | 150.0 req/s, p99 97.0 ms, 2 errors {\"503\": 2} |  |"
             ),
             "{md}"
         );
-        assert!(md.contains("| workers | 120.0 req/s, p99 35.5 ms | 238.0 req/s, p99 65.0 ms | p99 80.2 ms, 151.9 req/s |  |"), "{md}");
-        assert!(md.contains("| python (peer) | – | 150.0 req/s, p99 97.0 ms, 2 errors {\"503\": 2} | p99 4200.0 ms, 140.0 req/s |  |"), "{md}");
-        assert!(md.contains("`workers` (190.0 sequences/s"), "{md}");
         // The whole report carries the section, the peer's own section and
         // the command line, quoted for a shell.
         let mut r = light_report();
@@ -190,19 +173,16 @@ mod tests {
         assert!(full.contains("## python (peer)"), "{full}");
         assert!(full.contains("| light load (1 user) |"), "{full}");
         assert!(full.contains("| light load (4 users) |"), "{full}");
-        assert!(full.contains("| ceiling 0.8 | 151.9 |"), "{full}");
+        assert!(full.contains("| ceiling 0.65 | 129.5 | 129.5 |"), "{full}");
     }
 
     #[test]
-    fn skipped_ceiling_and_disabled_view_are_stated() {
+    fn a_failed_server_is_noted_and_no_users_means_no_section() {
         let mut r = light_report();
-        r.ceiling_rate = None;
         r.presets[0].error = Some("server exited".into());
         let md = section(&r).unwrap();
-        assert!(md.contains("open-loop step was skipped"), "{md}");
         assert!(md.contains("| failed: see its section |"), "{md}");
         r.options.users.clear();
-        r.options.open_fraction_of_ceiling = None;
         assert_eq!(section(&r), None);
     }
 }
