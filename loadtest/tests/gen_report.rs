@@ -207,7 +207,13 @@ fn the_committed_generation_sweep_renders() {
         &readme,
         "Open loop (Poisson) at fractions of the continuous scheduler's capacity",
     );
-    assert_has(open, "| 70% | concur continuous | 1.727 |");
-    assert_has(open, "| 70% | llama-server -np 16 | 1.727 |");
+    // The script's rate: 70% of the continuous scheduler's streams/s at 16 streams.
+    let capacity: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(committed.join("concur-continuous-16.json")).unwrap(),
+    )
+    .unwrap();
+    let rate = 0.7 * capacity["requests_per_s"].as_f64().unwrap();
+    assert_has(open, &format!("| 70% | concur continuous | {rate:.3} |"));
+    assert_has(open, &format!("| 70% | llama-server -np 16 | {rate:.3} |"));
     assert_charts(&dir, &readme);
 }
