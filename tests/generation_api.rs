@@ -182,3 +182,48 @@ async fn a_request_waits_for_a_slot_until_its_deadline() {
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     server.stop().await;
 }
+
+/// `loadtest stream` against the real server: the load tester's counts agree with what
+/// the server says it did (tokens, first tokens), and every figure it needs is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_streaming_load_tester_agrees_with_the_server() {
+    use loadtest::run::Load;
+    use loadtest::stream::{run, ChatParams, MaxTokens, StreamOptions};
+    let server = TestServer::start(&common::generation("")).await;
+    let prompts = loadtest::corpus::load(&loadtest::corpus::chat_prompts_path()).unwrap();
+    let chat = ChatParams {
+        model: GEN_MODEL.into(),
+        system: None,
+        temperature: 0.0,
+    };
+    let load = Load::Closed {
+        users: 2,
+        think_time: Duration::ZERO,
+    };
+    let mut o = StreamOptions::new(server.url(""), std::sync::Arc::new(prompts), load, chat);
+    o.max_tokens = MaxTokens::Fixed(8);
+    o.max_requests = Some(4);
+    o.warmup = Duration::ZERO;
+    o.duration = Duration::from_secs(120);
+    let s = run(&o).await.unwrap();
+    let t = &s.totals;
+    assert_eq!((t.requests, t.successes, t.error_count()), (4, 4, 0), "{s}");
+    assert_eq!(t.ttft.count, 4, "{s}");
+    assert!(t.output_tokens > 0.0 && t.output_tokens <= 32.0, "{s}");
+    // One gap per token after each stream's first: never more.
+    assert!(
+        t.itl.count > 0 && t.itl.count as f64 <= t.output_tokens - 4.0,
+        "{s}"
+    );
+    // The server's own counters over the same window: the same tokens, the same streams.
+    let generated = s
+        .server
+        .counters
+        .iter()
+        .filter(|(k, _)| k.starts_with("concur_generation_tokens_total") && k.contains("generated"))
+        .map(|(_, v)| v)
+        .sum::<f64>();
+    assert_eq!(generated, t.output_tokens, "{:?}", s.server.counters);
+    let ttft = &s.server.histograms["concur_generation_ttft_seconds"];
+    assert_eq!(ttft.count, 4.0, "{:?}", s.server.histograms);
+}
