@@ -2,7 +2,6 @@
 //! whose requests are discarded, then a measured window.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use tokio::sync::Semaphore;
 use crate::client::{Client, Endpoint, Mix};
 use crate::idle::{Held, IdleReport};
 use crate::progress::Progress;
-use crate::schedule::{remaining_in, Arrival, Schedule};
+use crate::schedule::{remaining_in, Arrival, Quota, Schedule};
 use crate::stats::{Recorder, Sample, Totals};
 use crate::switch::{SegmentSummary, SegmentTable, Segments, SwitchPlan};
 
@@ -220,21 +219,13 @@ struct Shared {
     recorder: Arc<Mutex<Recorder>>,
     /// With live switches: every measured sample, split into segments at the end.
     segments: Option<Arc<Segments>>,
-    /// Measured requests started so far, checked against `max_requests`.
-    started: AtomicU64,
+    /// Measured sends left to start (`max_requests`).
+    quota: Quota,
     warm_end: Instant,
     end: Instant,
 }
 
 impl Shared {
-    /// Claims a slot for a measured request; false once `max_requests` is used up.
-    fn claim(&self, measured: bool) -> bool {
-        match (measured, self.opts.max_requests) {
-            (true, Some(max)) => self.started.fetch_add(1, Ordering::Relaxed) < max,
-            _ => true,
-        }
-    }
-
     fn text(&self, i: usize) -> &str {
         &self.opts.texts[i % self.opts.texts.len()]
     }
@@ -274,7 +265,7 @@ pub async fn run(opts: &RunOptions) -> Result<RunSummary> {
         opts: opts.clone(),
         recorder: recorder.clone(),
         segments: segments.clone(),
-        started: AtomicU64::new(0),
+        quota: Quota::new(opts.max_requests),
         warm_end: start + opts.warmup,
         end: start + opts.warmup + opts.duration,
     });
@@ -357,7 +348,7 @@ async fn closed_loop(shared: &Arc<Shared>, users: usize, think_time: Duration) {
             let mut i = u * shared.opts.texts.len() / users.max(1);
             loop {
                 let now = Instant::now();
-                if now >= shared.end || !shared.claim(now >= shared.warm_end) {
+                if now >= shared.end || !shared.quota.claim(now >= shared.warm_end) {
                     break;
                 }
                 let endpoint = shared.opts.mix.pick(&mut rng);
@@ -403,7 +394,7 @@ async fn open_loop(shared: &Arc<Shared>, rate: f64, arrival: Arrival) -> u64 {
         }
         let scheduled = start + offset;
         let measured = offset >= from;
-        if !shared.claim(measured) {
+        if !shared.quota.claim(measured) {
             break;
         }
         in_window += u64::from(measured);

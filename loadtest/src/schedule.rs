@@ -4,6 +4,7 @@
 //! is what makes the open loop immune to coordinated omission: a slow
 //! response never delays the next scheduled send.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -67,6 +68,32 @@ impl Iterator for Schedule {
     }
 }
 
+/// How many measured sends a run may still start (`max_requests`), shared by its tasks;
+/// warm-up sends never count.
+#[derive(Debug)]
+pub struct Quota {
+    max: Option<u64>,
+    started: AtomicU64,
+}
+
+impl Quota {
+    /// At most `max` measured sends; None = no limit.
+    pub fn new(max: Option<u64>) -> Self {
+        Quota {
+            max,
+            started: AtomicU64::new(0),
+        }
+    }
+
+    /// Claims a send; false once the measured sends are used up.
+    pub fn claim(&self, measured: bool) -> bool {
+        match (measured, self.max) {
+            (true, Some(max)) => self.started.fetch_add(1, Ordering::Relaxed) < max,
+            _ => true,
+        }
+    }
+}
+
 /// Counts the sends that never left: `first` (the send the client was
 /// stuck on) plus the rest of `schedule` before `to`, keeping only those at
 /// or after `from` (earlier ones belong to the warm-up and are not measured).
@@ -81,6 +108,16 @@ pub fn remaining_in(first: Duration, schedule: &mut Schedule, from: Duration, to
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_quota_counts_measured_sends_only() {
+        let q = Quota::new(Some(2));
+        assert!(q.claim(false) && q.claim(true) && q.claim(false) && q.claim(true));
+        assert!(!q.claim(true), "the third measured send is over the quota");
+        assert!(q.claim(false), "warm-up sends never count");
+        let unlimited = Quota::new(None);
+        assert!((0..100).all(|_| unlimited.claim(true)));
+    }
 
     #[test]
     fn constant_spacing_is_exact() {

@@ -142,26 +142,8 @@ async fn retrieval_reply(ctx: &mut Ctx<'_>, req: ValidChat) -> Result<Response<B
         let usage = req.include_usage.then_some(usage);
         return Ok(reply.stream(&content, usage, retrieval));
     }
-    Ok(json_response(
-        StatusCode::OK,
-        &ChatCompletion {
-            id: reply.id,
-            object: CompletionObject::ChatCompletion,
-            created: reply.created,
-            model: reply.model,
-            choices: vec![Choice {
-                index: 0,
-                message: AssistantMessage {
-                    role: AssistantRole::Assistant,
-                    content,
-                },
-                logprobs: None,
-                finish_reason: FinishReason::Stop,
-            }],
-            usage,
-            concur_retrieval: Some(retrieval),
-        },
-    ))
+    let completion = reply.completion(content, FinishReason::Stop, usage, Some(retrieval));
+    Ok(json_response(StatusCode::OK, &completion))
 }
 
 /// `concur_retrieval`: how the reply was chosen.
@@ -207,6 +189,33 @@ impl Reply {
             }],
             usage: None,
             concur_retrieval: None,
+        }
+    }
+
+    /// The whole answer as one chat completion (no streaming).
+    pub fn completion(
+        self,
+        content: String,
+        finish_reason: FinishReason,
+        usage: ChatUsage,
+        retrieval: Option<Retrieval>,
+    ) -> ChatCompletion {
+        ChatCompletion {
+            id: self.id,
+            object: CompletionObject::ChatCompletion,
+            created: self.created,
+            model: self.model,
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: AssistantRole::Assistant,
+                    content,
+                },
+                logprobs: None,
+                finish_reason,
+            }],
+            usage,
+            concur_retrieval: retrieval,
         }
     }
 

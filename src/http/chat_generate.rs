@@ -52,23 +52,7 @@ pub async fn reply(
         return Ok(sse::stream(tokens, first, framing));
     }
     let done = generate::collect(tokens, first).await?;
-    let completion = ChatCompletion {
-        id: reply.id,
-        object: CompletionObject::ChatCompletion,
-        created: reply.created,
-        model: reply.model,
-        choices: vec![Choice {
-            index: 0,
-            message: AssistantMessage {
-                role: AssistantRole::Assistant,
-                content: done.text,
-            },
-            logprobs: None,
-            finish_reason: done.reason.into(),
-        }],
-        usage: done.usage,
-        concur_retrieval: retrieval,
-    };
+    let completion = reply.completion(done.text, done.reason.into(), done.usage, retrieval);
     Ok(json_response(StatusCode::OK, &completion))
 }
 

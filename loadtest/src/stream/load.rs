@@ -3,7 +3,6 @@
 //! ended) or an open loop (arrivals on a schedule, whatever the server
 //! does), a warm-up whose streams are not counted, then a measured window.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,7 @@ use super::trace::End;
 use crate::client::Client;
 use crate::progress::Progress;
 use crate::run::Load;
-use crate::schedule::{remaining_in, Schedule};
+use crate::schedule::{remaining_in, Quota, Schedule};
 
 /// After a 429 a conversation waits this long before its next message, so
 /// a full server is not hammered by a client spinning on refusals.
@@ -32,21 +31,13 @@ struct Shared {
     client: Client,
     opts: StreamOptions,
     recorder: Arc<Mutex<StreamRecorder>>,
-    /// Measured streams started so far, checked against `max_requests`.
-    started: AtomicU64,
+    /// Measured sends left to start (`max_requests`).
+    quota: Quota,
     warm_end: Instant,
     end: Instant,
 }
 
 impl Shared {
-    /// Claims a measured stream; false once `max_requests` is used up.
-    fn claim(&self, measured: bool) -> bool {
-        match (measured, self.opts.max_requests) {
-            (true, Some(max)) => self.started.fetch_add(1, Ordering::Relaxed) < max,
-            _ => true,
-        }
-    }
-
     /// The body of message `i`, with its `max_tokens` drawn from `rng`.
     fn body(&self, i: usize, rng: &mut StdRng) -> Vec<u8> {
         let prompts = &self.opts.prompts;
@@ -84,7 +75,7 @@ pub async fn run(opts: &StreamOptions) -> Result<StreamSummary> {
         client: client.clone(),
         opts: opts.clone(),
         recorder: recorder.clone(),
-        started: AtomicU64::new(0),
+        quota: Quota::new(opts.max_requests),
         warm_end,
         end,
     });
@@ -145,7 +136,7 @@ async fn closed_loop(shared: &Arc<Shared>, streams: usize, think_time: Duration)
             let mut i = u * shared.opts.prompts.len() / streams;
             loop {
                 let now = Instant::now();
-                if now >= shared.end || !shared.claim(now >= shared.warm_end) {
+                if now >= shared.end || !shared.quota.claim(now >= shared.warm_end) {
                     break;
                 }
                 let end = shared.stream(shared.body(i, &mut rng), now).await;
@@ -180,7 +171,7 @@ async fn open_loop(shared: &Arc<Shared>, mut schedule: Schedule) -> u64 {
             break;
         }
         let measured = offset >= from;
-        if !shared.claim(measured) {
+        if !shared.quota.claim(measured) {
             break;
         }
         in_window += u64::from(measured);
