@@ -173,7 +173,15 @@ async fn a_request_waits_for_a_slot_until_its_deadline() {
     let short = json!({"model": GEN_MODEL, "prompt": "Hi", "max_tokens": 2});
     let (status, headers, body) = server.send(post(&short, None)).await;
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(status, 503, "{v}");
+    if status != 503 {
+        // How a slot came free: which sequences finished, and why.
+        let metrics = common::scrape(&server).await;
+        let finished: Vec<_> = metrics
+            .lines()
+            .filter(|l| l.starts_with("concur_generation_finished_total"))
+            .collect();
+        panic!("expected 503, got {status}: {v}; {finished:#?}");
+    }
     assert_eq!(v["error"]["code"], "deadline_exceeded");
     assert_eq!(headers["retry-after"], "1");
     // Gone clients free their slots; a header's deadline outlasts the default.
